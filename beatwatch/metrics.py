@@ -1,0 +1,149 @@
+"""Prometheus metrics of the producer and the detector.
+
+Naming follows Prometheus conventions: the ``beatwatch_`` prefix, ``_total``
+counters, ``_seconds`` histograms in base units, and no per-stream or per-beat
+labels (stream ids may identify patients; labels are bounded: ``reason``,
+``partition``, ``topic``). Each metrics object takes a registry, so tests use a
+fresh ``CollectorRegistry`` each and processes use their own.
+
+The names here are a contract: ``deploy/`` rules and the Grafana dashboard use
+them, and a test checks that every name they use is exported.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+# Reconstruction error is recorded as a ratio to the model's threshold, so the
+# buckets fit every model and 1.0 is the alert line.
+ERROR_RATIO_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0,
+                       3.0, 5.0, 10.0, 20.0)
+LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
+                           2.5, 5.0, 10.0, 30.0)
+SCORING_BUCKETS_SECONDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                           0.1, 0.25, 0.5, 1.0)
+BATCH_BUCKETS_BEATS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000)
+
+
+class DetectorMetrics:
+    """Everything the detector exports."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.beats_consumed = Counter(
+            "beatwatch_beats_consumed_total",
+            "Messages read from the beats topic, valid or not.",
+            registry=registry,
+        )
+        self.beats_scored = Counter(
+            "beatwatch_beats_scored_total", "Beats scored by the model.", registry=registry
+        )
+        self.alerts = Counter(
+            "beatwatch_alerts_total",
+            "Alerts published (beats whose reconstruction error exceeded the threshold).",
+            registry=registry,
+        )
+        self.invalid_beats = Counter(
+            "beatwatch_invalid_beats_total",
+            "Messages refused before scoring and sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "beatwatch_dead_letters_total",
+            "Records published to the dead-letter topic.",
+            registry=registry,
+        )
+        self.reconstruction_error_ratio = Histogram(
+            "beatwatch_reconstruction_error_ratio",
+            "Reconstruction error of scored beats divided by the model threshold (>1 alerts).",
+            buckets=ERROR_RATIO_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "beatwatch_batch_size_beats",
+            "Beats scored per model call.",
+            buckets=BATCH_BUCKETS_BEATS,
+            registry=registry,
+        )
+        self.scoring_seconds = Histogram(
+            "beatwatch_scoring_seconds",
+            "Time of one batched model call.",
+            buckets=SCORING_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "beatwatch_batch_seconds",
+            "Time to process one polled batch: decode, score, alert, flush, commit.",
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.end_to_end_latency = Histogram(
+            "beatwatch_end_to_end_latency_seconds",
+            "Time from the beat's ts_ms to the end of its scoring.",
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "beatwatch_consumer_lag_messages",
+            "Messages behind the partition's high watermark, per assigned partition.",
+            ["partition"],
+            registry=registry,
+        )
+        self.assigned_partitions = Gauge(
+            "beatwatch_assigned_partitions",
+            "Partitions of the beats topic assigned to this detector.",
+            registry=registry,
+        )
+        self.commits = Counter(
+            "beatwatch_commits_total", "Offset commits that succeeded.", registry=registry
+        )
+        self.commit_failures = Counter(
+            "beatwatch_commit_failures_total",
+            "Offset commits that failed (the batch will be redelivered).",
+            registry=registry,
+        )
+        self.broker_errors = Counter(
+            "beatwatch_broker_errors_total",
+            "Errors talking to the broker that the detector retried.",
+            registry=registry,
+        )
+        self.ready = Gauge(
+            "beatwatch_ready",
+            "1 when the model is loaded and partitions are assigned, else 0.",
+            registry=registry,
+        )
+        self.model_threshold = Gauge(
+            "beatwatch_model_threshold",
+            "The loaded model's reconstruction-error threshold.",
+            registry=registry,
+        )
+        self.model_calibration_error_ratio = Gauge(
+            "beatwatch_model_calibration_error_ratio",
+            "Quantiles of the calibration errors (normal beats) divided by the threshold.",
+            ["quantile"],
+            registry=registry,
+        )
+        self.model = Info(
+            "beatwatch_model", "The loaded model artifact.", registry=registry
+        )
+
+
+class ProducerMetrics:
+    """Everything the producer exports."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.beats_sent = Counter(
+            "beatwatch_producer_beats_sent_total",
+            "Beats acknowledged by the broker.",
+            registry=registry,
+        )
+        self.send_errors = Counter(
+            "beatwatch_producer_send_errors_total",
+            "Beats the broker did not acknowledge after retries.",
+            registry=registry,
+        )
+        self.target_rate = Gauge(
+            "beatwatch_producer_target_rate_beats_per_second",
+            "Configured replay rate (0 = as fast as possible).",
+            registry=registry,
+        )

@@ -1,0 +1,115 @@
+"""Env-aware command-line options: flags beat ``BEATWATCH_*`` variables beat defaults.
+
+Every option is declared once with :func:`add_option`, which reads its
+environment variable, validates it with the option's type (a bad value is a
+:class:`~beatwatch.errors.ConfigError` naming the variable) and shows the
+variable in ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from typing import Any
+
+from beatwatch.errors import ConfigError
+
+ENV_PREFIX = "BEATWATCH_"
+
+
+def env_name(flag: str) -> str:
+    """Return the environment variable of a long flag: ``--rate-hz`` -> ``BEATWATCH_RATE_HZ``."""
+    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
+
+def add_option(
+    parser: argparse.ArgumentParser | Any,
+    flag: str,
+    *,
+    default: Any,
+    help: str,  # noqa: A002 - mirrors argparse
+    type: Callable[[str], Any] = str,  # noqa: A002 - mirrors argparse
+    env: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """Add ``flag`` whose default may come from its ``BEATWATCH_*`` variable.
+
+    Args:
+        parser: the parser or argument group.
+        flag: the long flag, e.g. ``--bootstrap-servers``.
+        default: used when neither flag nor variable is given.
+        help: one sentence; the variable and default are appended.
+        type: converts and validates a string value (flag or variable).
+        env: the variable name; derived from the flag when omitted.
+        **kwargs: passed to ``add_argument`` (``choices``, ``metavar``...).
+
+    Raises:
+        ConfigError: the environment variable holds a value ``type`` rejects.
+    """
+    variable = env or env_name(flag)
+    raw = os.environ.get(variable)
+    if raw is not None and raw != "":
+        try:
+            default = type(raw)
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            raise ConfigError(f"{variable}={raw!r}: {exc}") from None
+        choices = kwargs.get("choices")
+        if choices is not None and default not in choices:
+            raise ConfigError(f"{variable}={raw!r}: choose from {', '.join(map(str, choices))}")
+    shown = "" if default is None else f", default {default}"
+    parser.add_argument(flag, default=default, type=type, help=f"{help} [{variable}{shown}]", **kwargs)
+
+
+def add_flag(parser: argparse.ArgumentParser | Any, flag: str, *, help: str) -> None:  # noqa: A002
+    """Add a boolean switch whose variable accepts 1/0, true/false, yes/no."""
+    variable = env_name(flag)
+    raw = os.environ.get(variable, "")
+    default = parse_bool(raw) if raw else False
+    parser.add_argument(flag, action="store_true", default=default, help=f"{help} [{variable}]")
+
+
+def parse_bool(text: str) -> bool:
+    """Parse a boolean environment value.
+
+    Raises:
+        ValueError: not one of 1/0, true/false, yes/no, on/off.
+    """
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def positive_int(text: str) -> int:
+    """Parse an integer >= 1 (argparse type)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """Parse an integer >= 0 (argparse type)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """Parse a finite float > 0 (argparse type)."""
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """Parse a finite float >= 0 (argparse type)."""
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
