@@ -12,17 +12,122 @@ them, and a test checks that every name they use is exported.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator, Sequence
+
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 # Reconstruction error is recorded as a ratio to the model's threshold, so the
 # buckets fit every model and 1.0 is the alert line.
-ERROR_RATIO_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0,
-                       3.0, 5.0, 10.0, 20.0)
-LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
-                           2.5, 5.0, 10.0, 30.0)
-SCORING_BUCKETS_SECONDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                           0.1, 0.25, 0.5, 1.0)
+ERROR_RATIO_BUCKETS = (
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+    1.0,
+    1.25,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+    20.0,
+)
+LATENCY_BUCKETS_SECONDS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+SCORING_BUCKETS_SECONDS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
 BATCH_BUCKETS_BEATS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000)
+
+
+def _bucket_label(bound: float) -> str:
+    """Format a bucket bound as Prometheus does: ``+Inf``, ``0.05``, ``1.0``."""
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+class BatchHistogram(Collector):
+    """A histogram observed a whole batch at a time, with numpy.
+
+    ``prometheus_client.Histogram.observe`` costs a Python call and a lock per
+    value; per-beat histograms at 100k beats/s would spend more time there than
+    in the model. This one bins a batch with one ``searchsorted`` and exposes
+    the same histogram series.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._upper_bounds = np.array([*buckets, float("inf")], dtype=np.float64)
+        self._counts = np.zeros(len(self._upper_bounds), dtype=np.int64)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, values: np.ndarray) -> None:
+        """Add every value of ``values`` (1-D) to the histogram."""
+        if values.size == 0:
+            return
+        # A value equal to a bound belongs to that bucket (le = "less or equal").
+        index = np.searchsorted(self._upper_bounds, values, side="left")
+        counts = np.bincount(index, minlength=len(self._upper_bounds))
+        with self._lock:
+            self._counts += counts[: len(self._upper_bounds)]
+            self._sum += float(values.sum())
+
+    def collect(self) -> Iterator[Metric]:
+        """Expose cumulative buckets, count and sum."""
+        with self._lock:
+            cumulative = np.cumsum(self._counts)
+            total = self._sum
+        family = HistogramMetricFamily(
+            self._name,
+            self._documentation,
+            buckets=[
+                (_bucket_label(float(bound)), float(count))
+                for bound, count in zip(self._upper_bounds, cumulative, strict=True)
+            ],
+            sum_value=total,
+        )
+        yield family
 
 
 class DetectorMetrics:
@@ -53,11 +158,11 @@ class DetectorMetrics:
             "Records published to the dead-letter topic.",
             registry=registry,
         )
-        self.reconstruction_error_ratio = Histogram(
+        self.reconstruction_error_ratio = BatchHistogram(
             "beatwatch_reconstruction_error_ratio",
             "Reconstruction error of scored beats divided by the model threshold (>1 alerts).",
-            buckets=ERROR_RATIO_BUCKETS,
-            registry=registry,
+            ERROR_RATIO_BUCKETS,
+            registry,
         )
         self.batch_size = Histogram(
             "beatwatch_batch_size_beats",
@@ -77,11 +182,11 @@ class DetectorMetrics:
             buckets=LATENCY_BUCKETS_SECONDS,
             registry=registry,
         )
-        self.end_to_end_latency = Histogram(
+        self.end_to_end_latency = BatchHistogram(
             "beatwatch_end_to_end_latency_seconds",
             "Time from the beat's ts_ms to the end of its scoring.",
-            buckets=LATENCY_BUCKETS_SECONDS,
-            registry=registry,
+            LATENCY_BUCKETS_SECONDS,
+            registry,
         )
         self.consumer_lag = Gauge(
             "beatwatch_consumer_lag_messages",
@@ -123,9 +228,7 @@ class DetectorMetrics:
             ["quantile"],
             registry=registry,
         )
-        self.model = Info(
-            "beatwatch_model", "The loaded model artifact.", registry=registry
-        )
+        self.model = Info("beatwatch_model", "The loaded model artifact.", registry=registry)
 
 
 class ProducerMetrics:

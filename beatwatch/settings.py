@@ -28,8 +28,8 @@ def add_option(
     flag: str,
     *,
     default: Any,
-    help: str,  # noqa: A002 - mirrors argparse
-    type: Callable[[str], Any] = str,  # noqa: A002 - mirrors argparse
+    help: str,
+    type: Callable[[str], Any] = str,
     env: str | None = None,
     **kwargs: Any,
 ) -> None:
@@ -58,10 +58,12 @@ def add_option(
         if choices is not None and default not in choices:
             raise ConfigError(f"{variable}={raw!r}: choose from {', '.join(map(str, choices))}")
     shown = "" if default is None else f", default {default}"
-    parser.add_argument(flag, default=default, type=type, help=f"{help} [{variable}{shown}]", **kwargs)
+    parser.add_argument(
+        flag, default=default, type=type, help=f"{help} [{variable}{shown}]", **kwargs
+    )
 
 
-def add_flag(parser: argparse.ArgumentParser | Any, flag: str, *, help: str) -> None:  # noqa: A002
+def add_flag(parser: argparse.ArgumentParser | Any, flag: str, *, help: str) -> None:
     """Add a boolean switch whose variable accepts 1/0, true/false, yes/no."""
     variable = env_name(flag)
     raw = os.environ.get(variable, "")

@@ -217,4 +217,3 @@ def _decode_binary(key: bytes | None, value: bytes, headers: Sequence[tuple[str,
         samples=np.frombuffer(value, dtype="<f4").astype(np.float32),
         label=_label(metadata[LABEL_HEADER]),
     )
-

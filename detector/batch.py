@@ -1,0 +1,184 @@
+"""Per-batch logic of the detector, free of Kafka: records in, alerts and dead letters out.
+
+``process_batch`` decodes and validates every record, scores the valid beats
+in one call, and returns what must be published. Every record ends up counted
+exactly once: as scored, or as a dead letter with its reason. Keeping this pure
+makes the accounting testable without a broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from beatwatch.alert import build_alert, encode_alert
+from beatwatch.errors import InvalidBeat
+from beatwatch.wire import Beat, Headers, decode
+
+log = logging.getLogger(__name__)
+
+# Dead-letter headers: why the record was refused and where it came from.
+DLQ_REASON = "bw-dlq-reason"
+DLQ_DETAIL = "bw-dlq-detail"
+DLQ_SOURCE_TOPIC = "bw-source-topic"
+DLQ_SOURCE_PARTITION = "bw-source-partition"
+DLQ_SOURCE_OFFSET = "bw-source-offset"
+MAX_DETAIL_CHARS = 200
+
+
+class Record(Protocol):
+    """What the detector needs of a consumed message (kafka-python's ConsumerRecord)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+class BatchScorer(Protocol):
+    """Scores a batch of raw beats (see ``beatwatch.scoring.Scorer``)."""
+
+    def score(self, beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return per-beat scores ``(n,)`` and per-sample errors ``(n, length)``."""
+        ...
+
+    def p_values(self, scores: np.ndarray) -> np.ndarray | None:
+        """Return p-values against calibration errors, or None."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """What alerts and validation need to know about the loaded model."""
+
+    input_length: int
+    threshold: float
+    model_version: str
+    regions: Sequence[dict[str, Any]] = ()
+    max_message_bytes: int = 64 * 1024
+
+
+@dataclass
+class Outgoing:
+    """A message to publish."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch produced.
+
+    Attributes:
+        alerts: alert messages, keyed by stream.
+        dead_letters: refused records with reason and source headers.
+        invalid_reasons: count of dead letters per reason.
+        scores: scores of the valid beats, in record order.
+        latency_s: now minus each valid beat's ``ts_ms``, seconds.
+        next_offsets: ``(topic, partition) -> offset to commit``.
+    """
+
+    alerts: list[Outgoing] = field(default_factory=list)
+    dead_letters: list[Outgoing] = field(default_factory=list)
+    invalid_reasons: Counter[str] = field(default_factory=Counter)
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    latency_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    @property
+    def scored(self) -> int:
+        """Beats scored in this batch."""
+        return int(self.scores.shape[0])
+
+
+def dead_letter(record: Record, reason: str, detail: str) -> Outgoing:
+    """The dead-letter message for ``record``: original key, value and headers, plus why."""
+    headers: Headers = list(record.headers or [])
+    headers += [
+        (DLQ_REASON, reason.encode()),
+        (DLQ_DETAIL, detail[:MAX_DETAIL_CHARS].encode("utf-8", "replace")),
+        (DLQ_SOURCE_TOPIC, record.topic.encode()),
+        (DLQ_SOURCE_PARTITION, str(record.partition).encode()),
+        (DLQ_SOURCE_OFFSET, str(record.offset).encode()),
+    ]
+    return Outgoing(record.key, record.value, headers)
+
+
+def process_batch(
+    records: Sequence[Record], scorer: BatchScorer, model: ModelContext, now_ms: int
+) -> BatchOutcome:
+    """Decode, validate and score ``records``; return alerts and dead letters to publish.
+
+    Args:
+        records: the polled records, any partitions, in poll order.
+        scorer: the batched model call.
+        model: threshold, version, input length, regions, size limit.
+        now_ms: the detection time, epoch milliseconds.
+    """
+    outcome = BatchOutcome()
+    beats: list[Beat] = []
+    sources: list[Record] = []
+    for record in records:
+        position = (record.topic, record.partition)
+        outcome.next_offsets[position] = max(
+            outcome.next_offsets.get(position, 0), record.offset + 1
+        )
+        try:
+            beat = decode(
+                record.key,
+                record.value,
+                record.headers,
+                expected_length=model.input_length,
+                max_message_bytes=model.max_message_bytes,
+            )
+        except InvalidBeat as exc:
+            outcome.dead_letters.append(dead_letter(record, exc.reason, exc.detail))
+            outcome.invalid_reasons[exc.reason] += 1
+            continue
+        except Exception as exc:  # hostile input must never stop the loop
+            log.exception("unexpected error decoding %s[%d]@%d", *_where(record))
+            outcome.dead_letters.append(dead_letter(record, "internal", type(exc).__name__))
+            outcome.invalid_reasons["internal"] += 1
+            continue
+        beats.append(beat)
+        sources.append(record)
+    if not beats:
+        return outcome
+
+    samples = np.stack([beat.samples for beat in beats])
+    scores, per_sample_error = scorer.score(samples)
+    outcome.scores = scores
+    outcome.latency_s = (now_ms - np.array([beat.ts_ms for beat in beats], dtype=np.float64)) / 1e3
+    over = np.flatnonzero(scores > model.threshold)
+    if over.size:
+        p_values = scorer.p_values(scores[over])
+        for rank, index in enumerate(over):
+            beat, record = beats[index], sources[index]
+            alert = build_alert(
+                beat,
+                score=float(scores[index]),
+                threshold=model.threshold,
+                model_version=model.model_version,
+                per_sample_error=per_sample_error[index],
+                regions=model.regions,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                detected_ts_ms=now_ms,
+                p_value=None if p_values is None else float(p_values[rank]),
+            )
+            outcome.alerts.append(Outgoing(beat.stream.encode(), encode_alert(alert)))
+    return outcome
+
+
+def _where(record: Record) -> tuple[str, int, int]:
+    return record.topic, record.partition, record.offset

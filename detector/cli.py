@@ -1,0 +1,79 @@
+"""``beatwatch detect``: options, environment variables and the entry point of the detector."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+
+from beatwatch.kafka import (
+    ALERTS_TOPIC,
+    BEATS_TOPIC,
+    DLQ_TOPIC,
+    add_kafka_options,
+    kafka_settings_from_args,
+)
+from beatwatch.settings import add_flag, add_option, non_negative_int, positive_int
+from beatwatch.signals import stop_on_signals
+from beatwatch.wire import DEFAULT_MAX_MESSAGE_BYTES
+from detector.service import DetectorSettings, run
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "ecg5000"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``beatwatch detect``."""
+    add_kafka_options(parser)
+    add_option(parser, "--model", default=str(DEFAULT_MODEL_DIR), help="model artifact directory")
+    add_option(parser, "--beats-topic", default=BEATS_TOPIC, help="topic to read beats from")
+    add_option(parser, "--alerts-topic", default=ALERTS_TOPIC, help="topic to publish alerts to")
+    add_option(parser, "--dlq-topic", default=DLQ_TOPIC, help="dead-letter topic")
+    add_option(parser, "--group-id", default="beatwatch-detector", help="consumer group")
+    add_option(parser, "--partitions", default=4, type=positive_int,
+               help="partitions for topics this command creates")  # fmt: skip
+    add_option(parser, "--max-batch", default=1000, type=positive_int,
+               help="most beats scored per model call (the poll's max_records)")  # fmt: skip
+    add_option(parser, "--poll-timeout-ms", default=100, type=non_negative_int,
+               help="longest wait for beats when none are pending")  # fmt: skip
+    add_option(parser, "--session-timeout-ms", default=10_000, type=positive_int,
+               help="consumer group session timeout")  # fmt: skip
+    add_option(parser, "--max-poll-interval-ms", default=300_000, type=positive_int,
+               help="longest time between polls before the group evicts this detector")  # fmt: skip
+    add_option(parser, "--auto-offset-reset", default="earliest", choices=["earliest", "latest"],
+               help="where a new group starts reading")  # fmt: skip
+    add_option(parser, "--max-message-bytes", default=DEFAULT_MAX_MESSAGE_BYTES, type=positive_int,
+               help="larger beat messages are dead-lettered unread")  # fmt: skip
+    add_option(parser, "--metrics-port", default=9108, type=int,
+               help="port of /metrics, /ready and /healthz (0 picks one, -1 disables)")  # fmt: skip
+    add_option(parser, "--metrics-host", default="0.0.0.0", help="address of the metrics endpoint")
+    add_flag(parser, "--no-create-topics", help="do not create missing topics")
+
+
+def settings_from_args(args: argparse.Namespace) -> DetectorSettings:
+    """Build :class:`DetectorSettings` from parsed options."""
+    return DetectorSettings(
+        kafka=kafka_settings_from_args(args),
+        model_dir=Path(args.model),
+        beats_topic=args.beats_topic,
+        alerts_topic=args.alerts_topic,
+        dlq_topic=args.dlq_topic,
+        group_id=args.group_id,
+        partitions=args.partitions,
+        max_batch=args.max_batch,
+        poll_timeout_ms=args.poll_timeout_ms,
+        session_timeout_ms=args.session_timeout_ms,
+        max_poll_interval_ms=args.max_poll_interval_ms,
+        auto_offset_reset=args.auto_offset_reset,
+        max_message_bytes=args.max_message_bytes,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        create_topics=not args.no_create_topics,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the detector until SIGTERM or Ctrl-C."""
+    stop = threading.Event()
+    stop_on_signals(stop)
+    run(settings_from_args(args), stop)
+    return 0

@@ -1,0 +1,339 @@
+"""The detector's Kafka plumbing: consumer group, batch loop, publishing, commits, health.
+
+Delivery is at-least-once. Per polled batch: decode -> score the whole batch in
+one model call -> send alerts and dead letters -> flush -> commit offsets. A
+failed send rewinds the batch and retries it (alerts may repeat; their
+``alert_id`` lets subscribers drop repeats); a failed commit means the group
+moved on and the new owner re-reads the batch. Nothing is acknowledged before
+it is published.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from beatwatch.exposition import MetricsServer
+from beatwatch.kafka import ALERTS_TOPIC, BEATS_TOPIC, DLQ_TOPIC, KafkaSettings, ensure_topics
+from beatwatch.metrics import DetectorMetrics
+from detector.batch import BatchOutcome, ModelContext, Outgoing, process_batch
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_QUANTILES = (0.5, 0.9, 0.99)
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Everything ``run`` needs; built from flags and ``BEATWATCH_*`` variables."""
+
+    kafka: KafkaSettings
+    model_dir: Path
+    beats_topic: str = BEATS_TOPIC
+    alerts_topic: str = ALERTS_TOPIC
+    dlq_topic: str = DLQ_TOPIC
+    group_id: str = "beatwatch-detector"
+    partitions: int = 4
+    max_batch: int = 1000
+    poll_timeout_ms: int = 100
+    session_timeout_ms: int = 10_000
+    max_poll_interval_ms: int = 300_000
+    auto_offset_reset: str = "earliest"
+    max_message_bytes: int = 64 * 1024
+    metrics_port: int = 9108
+    metrics_host: str = "0.0.0.0"
+    retry_backoff_max_s: float = 10.0
+    publish_retry_backoff_s: float = 0.5
+    create_topics: bool = True
+
+
+class _Assignment:
+    """Partitions currently assigned; updated by the rebalance listener without blocking."""
+
+    def __init__(self, metrics: DetectorMetrics) -> None:
+        self.partitions: set[Any] = set()
+        self._metrics = metrics
+
+    def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+        # kafka-python 3 runs this inside poll(): no commit() here (it raises).
+        # Nothing is pending anyway: every batch is committed before the next poll.
+        for tp in revoked:
+            self.partitions.discard(tp)
+            self._forget_lag(tp.partition)
+        self._metrics.assigned_partitions.set(len(self.partitions))
+        log.info("partitions revoked: %s", _names(revoked))
+
+    def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        self.partitions.update(assigned)
+        self._metrics.assigned_partitions.set(len(self.partitions))
+        log.info("partitions assigned: %s", _names(assigned))
+
+    def _forget_lag(self, partition: int) -> None:
+        with contextlib.suppress(KeyError):
+            self._metrics.consumer_lag.remove(str(partition))
+
+
+def _names(partitions: Iterable[Any]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions)) or "none"
+
+
+class Detector:
+    """One detector process: model, consumer, producer, metrics.
+
+    Args:
+        settings: configuration.
+        registry: where metrics are registered (a fresh one per process or test).
+    """
+
+    def __init__(self, settings: DetectorSettings, registry: CollectorRegistry) -> None:
+        from beatwatch.artifact import load_artifact
+
+        self.settings = settings
+        self.metrics = DetectorMetrics(registry)
+        # Refuse a bad artifact before touching Kafka: one clear line, non-zero exit.
+        artifact = load_artifact(settings.model_dir)
+        self.scorer = artifact.scorer()
+        self.model = ModelContext(
+            input_length=artifact.input_length,
+            threshold=artifact.threshold,
+            model_version=artifact.model_version,
+            regions=artifact.regions,
+            max_message_bytes=settings.max_message_bytes,
+        )
+        self.metrics.model.info(
+            {"model_version": artifact.model_version, "input_length": str(artifact.input_length)}
+        )
+        self.metrics.model_threshold.set(artifact.threshold)
+        calibration = self.scorer.calibration_errors
+        if calibration is not None and calibration.size:
+            for q in CALIBRATION_QUANTILES:
+                ratio = float(np.quantile(calibration, q)) / artifact.threshold
+                self.metrics.model_calibration_error_ratio.labels(str(q)).set(ratio)
+        # Compile the scoring graph now, not on the first beat.
+        self.scorer.score(np.zeros((1, artifact.input_length), dtype=np.float32))
+        self.assignment = _Assignment(self.metrics)
+        self.consumer: Any = None
+        self.producer: Any = None
+
+    @property
+    def ready(self) -> bool:
+        """Model loaded (always, once constructed) and partitions assigned."""
+        return bool(self.assignment.partitions)
+
+    def connect(self, stop: threading.Event) -> bool:
+        """Create the consumer and producer, retrying with backoff until ``stop``.
+
+        Returns:
+            True when connected, False when stopped first.
+        """
+        from kafka import KafkaConsumer, KafkaProducer
+        from kafka.errors import KafkaError
+
+        settings = self.settings
+        backoff_s = 0.5
+        while not stop.is_set():
+            try:
+                if settings.create_topics:
+                    ensure_topics(
+                        settings.kafka,
+                        {settings.beats_topic: settings.partitions,
+                         settings.alerts_topic: settings.partitions,
+                         settings.dlq_topic: 1},
+                        timeout_s=5.0,
+                    )  # fmt: skip
+                self.producer = KafkaProducer(
+                    **settings.kafka.client_kwargs(),
+                    acks="all",
+                    linger_ms=2,
+                    max_in_flight_requests_per_connection=5,
+                )
+                self.consumer = KafkaConsumer(
+                    **settings.kafka.client_kwargs(),
+                    group_id=settings.group_id,
+                    enable_auto_commit=False,
+                    auto_offset_reset=settings.auto_offset_reset,
+                    max_poll_records=settings.max_batch,
+                    session_timeout_ms=settings.session_timeout_ms,
+                    heartbeat_interval_ms=max(500, settings.session_timeout_ms // 6),
+                    max_poll_interval_ms=settings.max_poll_interval_ms,
+                    fetch_max_wait_ms=100,
+                    max_partition_fetch_bytes=4 * 1024 * 1024,
+                )
+                self.consumer.subscribe([settings.beats_topic], listener=self.assignment)
+                log.info(
+                    "connected to %s, group %s, topic %s",
+                    settings.kafka.bootstrap_servers, settings.group_id, settings.beats_topic,
+                )  # fmt: skip
+                return True
+            except Exception as exc:  # ConfigError from ensure_topics, KafkaError from clients
+                if not isinstance(exc, KafkaError) and type(exc).__name__ != "ConfigError":
+                    raise
+                self.metrics.broker_errors.inc()
+                log.warning(
+                    "broker %s not reachable (%s); retrying in %.1f s",
+                    settings.kafka.bootstrap_servers, exc, backoff_s,
+                )  # fmt: skip
+                self.close()
+                stop.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, settings.retry_backoff_max_s)
+        return False
+
+    def run_once(self) -> int:
+        """Poll one batch and process it to the commit; return the records handled."""
+        polled = self.consumer.poll(
+            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_batch
+        )
+        records = [record for batch in polled.values() for record in batch]
+        if records:
+            started = time.perf_counter()
+            self.metrics.beats_consumed.inc(len(records))
+            outcome = self._score(records)
+            if self._publish(outcome):
+                self._commit(outcome)
+            else:
+                self._rewind(records)
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self._update_lag()
+        return len(records)
+
+    def _score(self, records: list[Any]) -> BatchOutcome:
+        started = time.perf_counter()
+        outcome = process_batch(
+            records, self.scorer, self.model, now_ms=time.time_ns() // 1_000_000
+        )
+        if outcome.scored:
+            self.metrics.scoring_seconds.observe(time.perf_counter() - started)
+            self.metrics.batch_size.observe(outcome.scored)
+            self.metrics.beats_scored.inc(outcome.scored)
+            self.metrics.reconstruction_error_ratio.observe_many(
+                outcome.scores / self.model.threshold
+            )
+            self.metrics.end_to_end_latency.observe_many(outcome.latency_s)
+        for reason, count in outcome.invalid_reasons.items():
+            self.metrics.invalid_beats.labels(reason).inc(count)
+        if outcome.dead_letters:
+            log.warning(
+                "dead-lettered %d records (%s)",
+                len(outcome.dead_letters),
+                ", ".join(f"{r}: {n}" for r, n in sorted(outcome.invalid_reasons.items())),
+            )
+        return outcome
+
+    def _publish(self, outcome: BatchOutcome) -> bool:
+        """Send alerts and dead letters and wait for every acknowledgement."""
+        from kafka.errors import KafkaError
+
+        futures = [self._send(self.settings.alerts_topic, m) for m in outcome.alerts]
+        dlq_futures = [self._send(self.settings.dlq_topic, m) for m in outcome.dead_letters]
+        try:
+            self.producer.flush()
+            for future in futures + dlq_futures:
+                future.get(timeout=0)
+        except KafkaError as exc:
+            self.metrics.broker_errors.inc()
+            log.warning("publishing failed (%s); the batch will be retried", exc)
+            return False
+        self.metrics.alerts.inc(len(futures))
+        self.metrics.dead_letters.inc(len(dlq_futures))
+        return True
+
+    def _send(self, topic: str, message: Outgoing) -> Any:
+        return self.producer.send(
+            topic, key=message.key, value=message.value, headers=message.headers or None
+        )
+
+    def _commit(self, outcome: BatchOutcome) -> None:
+        from kafka import OffsetAndMetadata, TopicPartition
+        from kafka.errors import CommitFailedError, KafkaError
+
+        offsets = {
+            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+            for (topic, partition), offset in outcome.next_offsets.items()
+        }
+        try:
+            self.consumer.commit(offsets)
+            self.metrics.commits.inc()
+        except (CommitFailedError, KafkaError) as exc:
+            # The group rebalanced (or the broker failed): the partitions' new owner
+            # re-reads this batch. Alerts may repeat; none is lost.
+            self.metrics.commit_failures.inc()
+            log.warning("commit failed (%s); the batch will be redelivered", exc)
+
+    def _rewind(self, records: list[Any]) -> None:
+        """Seek back to the batch's first offsets so it is polled and published again."""
+        from kafka import TopicPartition
+
+        first: dict[tuple[str, int], int] = {}
+        for record in records:
+            position = (record.topic, record.partition)
+            first[position] = min(first.get(position, record.offset), record.offset)
+        for (topic, partition), offset in first.items():
+            tp = TopicPartition(topic, partition)
+            if tp in self.assignment.partitions:  # a revoked one is re-read by its new owner
+                self.consumer.seek(tp, offset)
+        time.sleep(self.settings.publish_retry_backoff_s)
+
+    def _update_lag(self) -> None:
+        for tp in list(self.assignment.partitions):
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = self.consumer.position(tp, timeout_ms=0)
+            except Exception:  # position unknown yet (no fetch for it so far)
+                continue
+            if position is not None:
+                self.metrics.consumer_lag.labels(str(tp.partition)).set(
+                    max(0, highwater - position)
+                )
+
+    def close(self) -> None:
+        """Flush and close the clients (the last batch was committed by ``run_once``)."""
+        if self.producer is not None:
+            self.producer.flush()
+            self.producer.close()
+            self.producer = None
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False)
+            self.consumer = None
+        self.assignment.partitions.clear()
+
+
+def run(
+    settings: DetectorSettings,
+    stop: threading.Event,
+    registry: CollectorRegistry | None = None,
+) -> int:
+    """Run the detector until ``stop`` is set; the current batch always finishes.
+
+    Returns:
+        Records handled.
+    """
+    registry = registry or CollectorRegistry()
+    detector = Detector(settings, registry)
+    server = None
+    if settings.metrics_port >= 0:
+        server = MetricsServer(
+            registry, settings.metrics_port, host=settings.metrics_host,
+            ready=lambda: detector.ready,
+        ).start()  # fmt: skip
+    handled = 0
+    try:
+        if detector.connect(stop):
+            while not stop.is_set():
+                handled += detector.run_once()
+    finally:
+        detector.close()
+        if server is not None:
+            server.stop()
+        log.info("detector stopped after %d records", handled)
+    return handled

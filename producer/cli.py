@@ -1,0 +1,82 @@
+"""``beatwatch produce``: options, environment variables and the entry point of the producer."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+from beatwatch.kafka import BEATS_TOPIC, add_kafka_options, kafka_settings_from_args
+from beatwatch.settings import (
+    add_flag,
+    add_option,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
+from beatwatch.signals import stop_on_signals
+from beatwatch.wire import FORMATS
+from producer.service import ProducerSettings, run
+from producer.source import load_source
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``beatwatch produce``."""
+    add_kafka_options(parser)
+    add_option(parser, "--beats-topic", default=BEATS_TOPIC, help="topic to send beats to")
+    add_option(parser, "--partitions", default=4, type=positive_int,
+               help="partitions if the topic is created")  # fmt: skip
+    add_option(parser, "--data", default=None,
+               help="CSV of vectors + label; default ECG5000 (found or fetched)")  # fmt: skip
+    add_option(parser, "--label-column", default="-1", help="label column name or index (CSV)")
+    add_option(parser, "--normal-label", default=1.0, type=float, help="label of normal rows")
+    add_option(parser, "--rows", default=None, help="rows to replay, e.g. 0-99,200")
+    add_option(parser, "--rows-from", default=None,
+               help="replay an artifact's recorded rows: DIR[:train|calibration|test]")  # fmt: skip
+    add_option(parser, "--rate", default=100.0, type=non_negative_float,
+               help="beats per second (0 = as fast as possible)")  # fmt: skip
+    add_option(parser, "--streams", default=32, type=positive_int,
+               help="patient streams to spread beats over")  # fmt: skip
+    add_option(parser, "--limit", default=0, type=non_negative_int,
+               help="stop after this many beats (0 = no limit)")  # fmt: skip
+    add_flag(parser, "--loop", help="start over at the end of the data")
+    add_option(parser, "--format", default="json", choices=FORMATS, help="wire format")
+    add_flag(parser, "--no-labels", help="do not send ground-truth labels")
+    add_option(parser, "--metrics-port", default=-1, type=int,
+               help="port of /metrics (0 picks one, -1 disables)")  # fmt: skip
+    add_option(parser, "--progress-interval-s", default=2.0, type=non_negative_float,
+               help="seconds between progress lines (0 = none)")  # fmt: skip
+    add_flag(parser, "--no-create-topics", help="do not create a missing topic")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Replay beats until done or Ctrl-C; exit 1 if any beat was not delivered."""
+    stop = threading.Event()
+    stop_on_signals(stop)
+    source = load_source(
+        args.data,
+        label_column=args.label_column,
+        normal_label=args.normal_label,
+        rows=args.rows,
+        rows_from=args.rows_from,
+    )
+    settings = ProducerSettings(
+        kafka=kafka_settings_from_args(args),
+        topic=args.beats_topic,
+        partitions=args.partitions,
+        rate_hz=args.rate,
+        streams=args.streams,
+        limit=args.limit,
+        loop=args.loop,
+        wire_format=args.format,
+        include_labels=not args.no_labels,
+        metrics_port=args.metrics_port,
+        progress_interval_s=args.progress_interval_s,
+        create_topics=not args.no_create_topics,
+    )
+    stats = run(settings, source, stop)
+    print(
+        f"done: {stats.attempted} beats in {stats.elapsed_s:.1f} s ({stats.rate_hz:,.0f}/s), "
+        f"{stats.acknowledged} acknowledged, {stats.errors} errors",
+        flush=True,
+    )
+    return 1 if stats.errors else 0
