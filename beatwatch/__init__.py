@@ -6,4 +6,10 @@ embedded broker. The programs (`producer`, `detector`, `trainer`) import this
 package and never each other.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# TensorFlow's C++ start-up banner (CPU features, oneDNN notes) is noise in
+# service logs; errors still show. Must be set before TensorFlow is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -176,7 +176,9 @@ def _decode_json(key: bytes | None, value: bytes) -> Beat:
     if not isinstance(samples_raw, list):
         raise InvalidBeat("schema", "'samples' must be an array of numbers")
     try:
-        samples = np.array(samples_raw, dtype=np.float32)
+        # Values beyond float32 become inf and are refused below as non-finite.
+        with np.errstate(over="ignore"):
+            samples = np.array(samples_raw, dtype=np.float32)
     except (TypeError, ValueError):
         raise InvalidBeat("schema", "'samples' must be an array of numbers") from None
     if samples.ndim != 1 or any(isinstance(x, bool) for x in samples_raw):

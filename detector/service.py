@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from kafka import ConsumerRebalanceListener
 from prometheus_client import CollectorRegistry
 
 from beatwatch.exposition import MetricsServer
@@ -56,7 +57,7 @@ class DetectorSettings:
     create_topics: bool = True
 
 
-class _Assignment:
+class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
     """Partitions currently assigned; updated by the rebalance listener without blocking."""
 
     def __init__(self, metrics: DetectorMetrics) -> None:
@@ -113,8 +114,8 @@ class Detector:
             {"model_version": artifact.model_version, "input_length": str(artifact.input_length)}
         )
         self.metrics.model_threshold.set(artifact.threshold)
-        calibration = self.scorer.calibration_errors
-        if calibration is not None and calibration.size:
+        calibration = np.asarray(artifact.config.get("calibration", {}).get("errors") or [])
+        if calibration.size:
             for q in CALIBRATION_QUANTILES:
                 ratio = float(np.quantile(calibration, q)) / artifact.threshold
                 self.metrics.model_calibration_error_ratio.labels(str(q)).set(ratio)

@@ -1,0 +1,197 @@
+"""Producer -> real broker over TCP -> detector (real saved model) -> alerts and dead letters."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import orjson
+import pytest
+from jsonschema import Draft202012Validator
+from kafka import KafkaProducer
+
+from beatwatch import promtext
+from beatwatch.artifact import load_artifact
+from beatwatch.data import load_ecg5000
+from beatwatch.kafka import KafkaSettings
+from beatwatch.wire import BINARY_CONTENT_TYPE
+from detector.batch import DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
+from producer.service import ProducerSettings
+from producer.service import run as produce
+from producer.source import ReplaySource
+from tests.integration.pipeline_support import (
+    MODEL_DIR,
+    REPO_ROOT,
+    Topics,
+    create_topics,
+    detector_settings,
+    read_topic,
+    running_detector,
+    scrape_port,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+SCHEMAS = REPO_ROOT / "docs" / "schemas"
+STREAMS = 16
+
+
+def validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads((SCHEMAS / name).read_text()))
+
+
+@pytest.fixture(scope="module")
+def test_rows() -> ReplaySource:
+    """The first 400 held-out test rows the shipped artifact records."""
+    rows = np.array(json.loads((MODEL_DIR / "artifact.json").read_text())["data"]["rows"]["test"])[
+        :400
+    ]
+    dataset = load_ecg5000()
+    return ReplaySource(dataset.x[rows], dataset.normal[rows].astype(np.int64), rows)
+
+
+@pytest.fixture(scope="module")
+def offline_over_threshold(test_rows: ReplaySource) -> set[tuple[str, int]]:
+    """(stream, seq) of the beats the artifact scores over threshold offline."""
+    artifact = load_artifact(MODEL_DIR)
+    scores, _ = artifact.scorer().score(test_rows.samples)
+    over = [int(i) for i in np.flatnonzero(scores > artifact.threshold)]
+    assert 0 < len(over) < len(scores)  # the replay has both kinds, or the test proves little
+    return {(f"p-{i % STREAMS:04d}", i // STREAMS) for i in over}
+
+
+def replay(bootstrap: str, topic: str, source: ReplaySource, fmt: str) -> None:
+    settings = ProducerSettings(
+        kafka=KafkaSettings(bootstrap_servers=bootstrap), topic=topic, rate_hz=0, streams=STREAMS,
+        wire_format=fmt, progress_interval_s=0, create_topics=False,
+    )  # fmt: skip
+    stats = produce(settings, source, threading.Event())
+    assert stats.acknowledged == len(source.samples) and stats.errors == 0
+
+
+@pytest.mark.parametrize("fmt", ["json", "binary"])
+def test_every_beat_is_scored_and_alerts_are_exactly_the_offline_ones(
+    kafka_bootstrap, topic_prefix, test_rows, offline_over_threshold, fmt
+):
+    topics = Topics.named(topic_prefix)
+    kafka = create_topics(kafka_bootstrap, topics)
+    replay(kafka_bootstrap, topics.beats, test_rows, fmt)
+    settings = detector_settings(kafka_bootstrap, topics, f"{topic_prefix}-g")
+    n = len(test_rows.samples)
+    with running_detector(settings) as detector:
+        wait_for(
+            lambda: detector.value("beatwatch_beats_scored_total") >= n, 60, "all beats scored"
+        )
+        wait_for(lambda: detector.value("beatwatch_commits_total") >= 1, 10, "a commit")
+        live = scrape_port(settings.metrics_port)
+    alerts = [
+        orjson.loads(r.value) for r in read_topic(kafka, topics.alerts, len(offline_over_threshold))
+    ]
+    alert_keys = {(a["stream"], a["seq"]) for a in alerts}
+    print(f"\n[{fmt}] produced {n}, scored {int(detector.value('beatwatch_beats_scored_total'))}, "
+          f"alerts {len(alerts)}, offline over threshold {len(offline_over_threshold)}")  # fmt: skip
+    assert alert_keys == offline_over_threshold
+    assert len(alerts) == len(alert_keys)  # no duplicates in a clean run
+    assert detector.value("beatwatch_beats_scored_total") == n
+    assert detector.value("beatwatch_invalid_beats_total", reason="decode") == 0
+    # The live HTTP endpoint says the same as the registry.
+    assert promtext.value(live, "beatwatch_beats_consumed_total") == n
+    assert promtext.value(live, "beatwatch_beats_scored_total") == n
+    assert promtext.value(live, "beatwatch_alerts_total") == len(alerts)
+    assert promtext.value(live, "beatwatch_ready") in (0.0, 1.0)
+    schema = validator("alert.schema.json")
+    for alert in alerts:
+        schema.validate(alert)
+        assert alert["explanation"]["regions"], "ECG5000 alerts name the P/QRS/ST/T regions"
+    if fmt == "json":
+        beat_schema = validator("beat.schema.json")
+        for record in read_topic(kafka, topics.beats, n)[:50]:
+            beat_schema.validate(orjson.loads(record.value))
+
+
+BAD_MESSAGES: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]], str]] = [
+    (b"p-x", b"{not json", [], "decode"),
+    (b"p-x", orjson.dumps({"stream": "p-x", "seq": 1, "ts_ms": 1, "samples": [0.1] * 12}), [], "length"),
+    (b"p-x", orjson.dumps({"stream": "p-x", "seq": 1, "ts_ms": 1, "samples": [0.1] * 139 + [1e39]}), [], "non-finite"),
+    (b"p-x", b"[" + b"0.1," * 20_000 + b"0.1]", [], "too-large"),
+    (b"p-x", b"", [], "empty"),
+    (b"p-x", np.full(140, np.nan, "<f4").tobytes(),
+     [("content-type", BINARY_CONTENT_TYPE.encode()), ("bw-seq", b"1"), ("bw-ts-ms", b"1")], "non-finite"),
+    (None, b"\x01" * 560, [("content-type", BINARY_CONTENT_TYPE.encode())], "missing-key"),
+    (b"p-x", b"garbage", [("content-type", b"text/plain")], "content-type"),
+    (b"p-x", orjson.dumps({"stream": "p-x", "seq": "one", "ts_ms": 1, "samples": [0.1] * 140}), [], "schema"),
+]  # fmt: skip
+
+
+def test_malformed_messages_land_in_the_dead_letter_topic_while_good_beats_flow(
+    kafka_bootstrap, topic_prefix, test_rows
+):
+    topics = Topics.named(topic_prefix)
+    kafka = create_topics(kafka_bootstrap, topics)
+    good = ReplaySource(test_rows.samples[:100], test_rows.labels[:100], test_rows.rows[:100])
+    replay(kafka_bootstrap, topics.beats, good, "json")
+    producer = KafkaProducer(**kafka.client_kwargs())
+    for key, value, headers, _ in BAD_MESSAGES:
+        producer.send(topics.beats, key=key, value=value, headers=headers or None, partition=0)
+    producer.flush()
+    producer.close()
+    replay(kafka_bootstrap, topics.beats, good, "binary")
+    settings = detector_settings(kafka_bootstrap, topics, f"{topic_prefix}-g")
+    total = 200 + len(BAD_MESSAGES)
+    with running_detector(settings) as detector:
+        wait_for(
+            lambda: detector.value("beatwatch_beats_consumed_total") >= total, 60, "all consumed"
+        )
+        wait_for(
+            lambda: detector.value("beatwatch_dead_letters_total") >= len(BAD_MESSAGES), 10, "DLQ"
+        )
+        live = scrape_port(settings.metrics_port)
+    letters = read_topic(kafka, topics.dlq, len(BAD_MESSAGES))
+    reasons = sorted(dict(r.headers)[DLQ_REASON].decode() for r in letters)
+    print(f"\nconsumed {total}, scored {int(detector.value('beatwatch_beats_scored_total'))}, "
+          f"dead letters {len(letters)}: {reasons}")  # fmt: skip
+    assert reasons == sorted(reason for *_, reason in BAD_MESSAGES)
+    assert detector.value("beatwatch_beats_scored_total") == 200
+    for record in letters:
+        headers = dict(record.headers)
+        assert headers[DLQ_SOURCE_TOPIC] == topics.beats.encode()
+        assert headers[DLQ_SOURCE_PARTITION] == b"0"
+        assert int(headers[DLQ_SOURCE_OFFSET]) >= 0
+    originals = {(k, v) for k, v, _, _ in BAD_MESSAGES}
+    assert {(r.key, r.value or b"") for r in letters} == originals
+    for _, _, _, reason in BAD_MESSAGES:
+        expected = sum(1 for *_, r in BAD_MESSAGES if r == reason)
+        assert promtext.value(live, "beatwatch_invalid_beats_total", reason=reason) == expected
+    assert promtext.value(live, "beatwatch_dead_letters_total") == len(BAD_MESSAGES)
+    assert promtext.value(live, "beatwatch_beats_consumed_total") == total
+
+
+def test_two_detectors_in_one_group_split_partitions_and_score_every_beat(
+    kafka_bootstrap, topic_prefix, test_rows, offline_over_threshold
+):
+    topics = Topics.named(topic_prefix)
+    kafka = create_topics(kafka_bootstrap, topics)
+    group = f"{topic_prefix}-g"
+    first_settings = detector_settings(kafka_bootstrap, topics, group)
+    second_settings = detector_settings(kafka_bootstrap, topics, group)
+    n = len(test_rows.samples)
+    with running_detector(first_settings) as first, running_detector(second_settings) as second:
+        assigned = lambda: (first.value("beatwatch_assigned_partitions"),  # noqa: E731
+                            second.value("beatwatch_assigned_partitions"))  # fmt: skip
+        wait_for(lambda: assigned() == (2.0, 2.0), 60, "a 2+2 partition split")
+        replay(kafka_bootstrap, topics.beats, test_rows, "binary")
+        scored = lambda: (first.value("beatwatch_beats_scored_total")  # noqa: E731
+                          + second.value("beatwatch_beats_scored_total"))  # fmt: skip
+        wait_for(lambda: scored() >= n, 60, "all beats scored by the pair")
+        split = (
+            first.value("beatwatch_beats_scored_total"),
+            second.value("beatwatch_beats_scored_total"),
+        )
+    alerts = [
+        orjson.loads(r.value) for r in read_topic(kafka, topics.alerts, len(offline_over_threshold))
+    ]
+    print(f"\nsplit of {n} beats between two detectors: {split}; alerts {len(alerts)}")
+    assert sum(split) == n
+    assert min(split) > 0
+    assert {(a["stream"], a["seq"]) for a in alerts} == offline_over_threshold
