@@ -28,54 +28,80 @@ def alert_id(stream: str, seq: int, model_version: str) -> str:
     return f"{stream}/{seq}/{model_version}"
 
 
-def worst_ranges(per_sample_error: np.ndarray) -> list[tuple[int, int]]:
-    """Contiguous sample ranges ``[start, end)`` where the error concentrates, worst first."""
-    kernel = np.ones(SMOOTHING_SAMPLES) / SMOOTHING_SAMPLES
-    smoothed = np.convolve(per_sample_error, kernel, mode="same")
-    hot = smoothed >= np.quantile(smoothed, WORST_SAMPLE_QUANTILE)
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], hot.astype(np.int8), [0]))))
-    ranges = [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2], strict=True)]
-    ranges.sort(key=lambda r: -float(per_sample_error[r[0] : r[1]].sum()))
-    return ranges[:MAX_RANGES]
+def explain_batch(
+    per_sample_error: np.ndarray, regions: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Say where the reconstruction failed, for each beat of a batch.
 
-
-def explain(per_sample_error: np.ndarray, regions: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Say where the reconstruction failed.
+    All numeric work (smoothing, quantiles, run finding, region sums, sorting)
+    is done once for the whole batch with numpy; only the small result dicts
+    are built per beat, since a batch of abnormal beats may alert by thousands.
 
     Args:
-        per_sample_error: reconstruction error of each sample of one beat.
+        per_sample_error: ``(m, length)`` reconstruction error of each sample.
         regions: named sample ranges ``{"name", "start", "end"}`` (end exclusive)
             from the artifact; may be empty for non-ECG data.
 
     Returns:
-        ``{"summary": str, "worst_ranges": [...], "regions": [...]}``, regions
-        sorted by their share of the total error.
+        Per beat ``{"summary": str, "worst_ranges": [...], "regions": [...]}``:
+        up to three sample ranges where the error concentrates, worst first, and
+        the regions sorted by their share of the beat's total error.
     """
-    total = float(per_sample_error.sum()) or 1.0
-    ranges: list[dict[str, Any]] = [
-        {"start": s, "end": e, "error_share": round(float(per_sample_error[s:e].sum()) / total, 3)}
-        for s, e in worst_ranges(per_sample_error)
-    ]
-    shares: list[dict[str, Any]] = [
-        {
-            "name": str(r["name"]),
-            "start": int(r["start"]),
-            "end": int(r["end"]),
-            "error_share": round(float(per_sample_error[r["start"] : r["end"]].sum()) / total, 3),
-        }
-        for r in regions
-    ]
-    shares.sort(key=lambda r: -float(r["error_share"]))
-    where = ", ".join(f"samples {r['start']}-{r['end'] - 1}" for r in ranges)
-    if shares:
-        top = shares[0]
-        summary = (
-            f"reconstruction failed mostly in the {top['name']} region "
-            f"({round(100 * top['error_share'])}% of the error); worst at {where}"
-        )
-    else:
-        summary = f"reconstruction failed mostly at {where}"
-    return {"summary": summary, "worst_ranges": ranges, "regions": shares}
+    errors = np.asarray(per_sample_error, dtype=np.float64)
+    rows, length = errors.shape
+    totals = errors.sum(axis=1)
+    totals[totals <= 0] = 1.0
+    prefix = np.concatenate([np.zeros((rows, 1)), np.cumsum(errors, axis=1)], axis=1)
+    # Centred moving average over SMOOTHING_SAMPLES, zero-padded like np.convolve "same".
+    left = SMOOTHING_SAMPLES // 2
+    padded = np.pad(prefix, ((0, 0), (left, SMOOTHING_SAMPLES - left)), mode="edge")
+    smoothed = (padded[:, SMOOTHING_SAMPLES:] - padded[:, :-SMOOTHING_SAMPLES])[:, :length]
+    hot = smoothed >= np.quantile(smoothed, WORST_SAMPLE_QUANTILE, axis=1, keepdims=True)
+    # Runs of hot samples: +1 where a run starts, -1 where it ends (row-major order).
+    steps = np.diff(np.pad(hot.view(np.int8), ((0, 0), (1, 1))), axis=1)
+    run_rows, run_starts = np.nonzero(steps == 1)
+    run_ends = np.nonzero(steps == -1)[1]
+    run_sums = prefix[run_rows, run_ends] - prefix[run_rows, run_starts]
+    order = np.lexsort((-run_sums, run_rows))
+    rank = np.arange(order.size) - np.searchsorted(run_rows[order], run_rows[order])
+    keep = order[rank < MAX_RANGES]
+    worst: list[list[dict[str, Any]]] = [[] for _ in range(rows)]
+    run_shares = run_sums / totals[run_rows]
+    for row, start, end, share in zip(
+        run_rows[keep].tolist(), run_starts[keep].tolist(), run_ends[keep].tolist(),
+        run_shares[keep].tolist(), strict=True,
+    ):  # fmt: skip
+        worst[row].append({"start": start, "end": end, "error_share": round(share, 3)})
+
+    names = [str(r["name"]) for r in regions]
+    starts = np.array([int(r["start"]) for r in regions], dtype=np.int64)
+    ends = np.array([min(int(r["end"]), length) for r in regions], dtype=np.int64)
+    shares = ((prefix[:, ends] - prefix[:, starts]) / totals[:, None]).round(3)
+    region_order = np.argsort(-shares, axis=1, kind="stable").tolist()
+    shares_list, starts_list, ends_list = shares.tolist(), starts.tolist(), ends.tolist()
+
+    explanations = []
+    for row in range(rows):
+        where = ", ".join(f"samples {w['start']}-{w['end'] - 1}" for w in worst[row])
+        ranked = [
+            {"name": names[i], "start": starts_list[i], "end": ends_list[i],
+             "error_share": shares_list[row][i]}
+            for i in region_order[row]
+        ]  # fmt: skip
+        if ranked:
+            summary = (
+                f"reconstruction failed mostly in the {ranked[0]['name']} region "
+                f"({round(100 * ranked[0]['error_share'])}% of the error); worst at {where}"
+            )
+        else:
+            summary = f"reconstruction failed mostly at {where}"
+        explanations.append({"summary": summary, "worst_ranges": worst[row], "regions": ranked})
+    return explanations
+
+
+def explain(per_sample_error: np.ndarray, regions: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Explain one beat (see :func:`explain_batch`)."""
+    return explain_batch(np.asarray(per_sample_error)[None, :], regions)[0]
 
 
 def build_alert(
@@ -84,8 +110,7 @@ def build_alert(
     score: float,
     threshold: float,
     model_version: str,
-    per_sample_error: np.ndarray,
-    regions: Sequence[dict[str, Any]],
+    explanation: dict[str, Any],
     topic: str,
     partition: int,
     offset: int,
@@ -106,7 +131,7 @@ def build_alert(
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        "explanation": explain(per_sample_error, regions),
+        "explanation": explanation,
     }
     if p_value is not None:
         alert["p_value"] = p_value

@@ -17,6 +17,7 @@ from types import ModuleType
 
 from beatwatch import __version__
 from beatwatch.errors import BeatwatchError
+from beatwatch.kafka import SecretRedactor
 
 # name -> (module, one-line help). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -59,11 +60,23 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def configure_logging(level: str) -> None:
-    """Log to stderr; keep kafka-python quiet (it logs credentials at DEBUG)."""
+    """Log to stderr; keep kafka-python quiet and scrub secrets from every line.
+
+    kafka-python logs its configuration (SASL password included) at DEBUG, so its
+    loggers never go below INFO, and a :class:`SecretRedactor` on the handlers
+    scrubs registered secrets from whatever is logged. Its connection chatter
+    (four lines per refused connection attempt) is silenced below DEBUG: the
+    detector and producer log one line of their own per attempt window.
+    """
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    logging.getLogger("kafka").setLevel(logging.WARNING if level != "DEBUG" else logging.INFO)
+    redactor = SecretRedactor()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redactor)
+    debug = level == "DEBUG"
+    logging.getLogger("kafka").setLevel(logging.INFO if debug else logging.WARNING)
+    logging.getLogger("kafka.net").setLevel(logging.INFO if debug else logging.CRITICAL)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 

@@ -14,15 +14,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +27,7 @@ from beatwatch import promtext
 from beatwatch.broker import EmbeddedBroker, free_port
 from beatwatch.errors import ConfigError
 from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.processes import child, wait_ready
 from beatwatch.settings import add_option, positive_float, positive_int
 from beatwatch.tail import Deduplicator, iter_alerts
 
@@ -62,43 +59,6 @@ class LiveAlerts:
                 self.by_label[label] = self.by_label.get(label, 0) + 1
                 self.latest.append(alert)
                 self.keys.add((alert["stream"], alert["seq"]))
-
-
-@contextlib.contextmanager
-def child(command: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a child process; on exit SIGTERM it (finish the batch), then SIGKILL if stuck."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # fmt: skip
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-
-def wait_ready(
-    url: str, process: subprocess.Popen[bytes], log_path: Path, timeout_s: float
-) -> None:
-    """Wait for ``url`` to answer 200, failing early if ``process`` dies."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-            raise ConfigError(f"detector exited with code {process.returncode}: {tail[0]}")
-        with (
-            contextlib.suppress(urllib.error.URLError, OSError),
-            urllib.request.urlopen(url, timeout=1) as response,
-        ):
-            if response.status == 200:
-                return
-        time.sleep(0.2)
-    raise ConfigError(f"detector not ready after {timeout_s:.0f} s (log: {log_path})")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

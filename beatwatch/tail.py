@@ -68,6 +68,8 @@ def iter_alerts(
         auto_offset_reset="earliest" if from_beginning else "latest",
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
+        # tansu holds a fetch for the whole max wait even when data arrives; keep it short.
+        fetch_max_wait_ms=10,
     )
     try:
         if group_id is None:

@@ -34,6 +34,7 @@ TS_HEADER = "bw-ts-ms"
 LABEL_HEADER = "bw-label"
 FORMATS = ("json", "binary")
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+MAX_INT64 = 2**63 - 1  # seq and ts_ms: the range of a signed 64-bit integer
 MAX_STREAM_ID_CHARS = 128
 
 Headers = list[tuple[str, bytes]]
@@ -143,6 +144,9 @@ def _int_field(body: dict[str, object], name: str) -> int:
         raise InvalidBeat("schema", f"'{name}' must be an integer")
     if raw < 0:
         raise InvalidBeat("schema", f"'{name}' must be >= 0")
+    if raw > MAX_INT64:
+        # Alerts carry seq and ts_ms as JSON integers, which subscribers read as 64-bit.
+        raise InvalidBeat("schema", f"'{name}' must be < 2**63")
     return raw
 
 
@@ -181,7 +185,8 @@ def _decode_json(key: bytes | None, value: bytes) -> Beat:
             samples = np.array(samples_raw, dtype=np.float32)
     except (TypeError, ValueError):
         raise InvalidBeat("schema", "'samples' must be an array of numbers") from None
-    if samples.ndim != 1 or any(isinstance(x, bool) for x in samples_raw):
+    # numpy reads null as NaN; a null is a wrong type (schema), not a non-finite sample.
+    if samples.ndim != 1 or any(isinstance(x, bool) or x is None for x in samples_raw):
         raise InvalidBeat("schema", "'samples' must be a flat array of numbers")
     return Beat(
         stream=_stream_id(stream),
@@ -209,8 +214,10 @@ def _decode_binary(key: bytes | None, value: bytes, headers: Sequence[tuple[str,
                 raise InvalidBeat("schema", f"binary beat lacks header {name}")
             metadata[name] = None
             continue
-        if not raw.isdigit():
-            raise InvalidBeat("schema", f"header {name} must be a non-negative integer")
+        # At most 19 digits: int() refuses > 4300 digits with ValueError, and
+        # alerts carry seq and ts_ms as 64-bit JSON integers.
+        if not raw.isdigit() or len(raw) > 19 or int(raw) > MAX_INT64:
+            raise InvalidBeat("schema", f"header {name} must be an integer in 0..2**63-1")
         metadata[name] = int(raw)
     return Beat(
         stream=_stream_id(stream),

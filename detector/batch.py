@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from beatwatch.alert import build_alert, encode_alert
+from beatwatch.alert import build_alert, encode_alert, explain_batch
 from beatwatch.errors import InvalidBeat
 from beatwatch.wire import Beat, Headers, decode
 
@@ -29,6 +29,8 @@ DLQ_SOURCE_TOPIC = "bw-source-topic"
 DLQ_SOURCE_PARTITION = "bw-source-partition"
 DLQ_SOURCE_OFFSET = "bw-source-offset"
 MAX_DETAIL_CHARS = 200
+# Dead-letter reason of a valid beat whose score is not finite.
+UNSCORABLE = "unscorable"
 
 
 class Record(Protocol):
@@ -156,11 +158,28 @@ def process_batch(
 
     samples = np.stack([beat.samples for beat in beats])
     scores, per_sample_error = scorer.score(samples)
+    # Finite samples far outside the training range (say 3e38) overflow the
+    # model's arithmetic; such a beat cannot be scored, and building its alert
+    # would raise and stop the loop on every redelivery (a poison pill).
+    finite = np.isfinite(scores) & np.isfinite(per_sample_error).all(axis=1)
+    if not finite.all():
+        for index in np.flatnonzero(~finite):
+            outcome.dead_letters.append(
+                dead_letter(sources[index], UNSCORABLE, "model output is not finite")
+            )
+            outcome.invalid_reasons[UNSCORABLE] += 1
+        keep = np.flatnonzero(finite)
+        beats = [beats[i] for i in keep]
+        sources = [sources[i] for i in keep]
+        scores, per_sample_error = scores[keep], per_sample_error[keep]
+        if not beats:
+            return outcome
     outcome.scores = scores
     outcome.latency_s = (now_ms - np.array([beat.ts_ms for beat in beats], dtype=np.float64)) / 1e3
     over = np.flatnonzero(scores > model.threshold)
     if over.size:
         p_values = scorer.p_values(scores[over])
+        explanations = explain_batch(per_sample_error[over], model.regions)
         for rank, index in enumerate(over):
             beat, record = beats[index], sources[index]
             alert = build_alert(
@@ -168,8 +187,7 @@ def process_batch(
                 score=float(scores[index]),
                 threshold=model.threshold,
                 model_version=model.model_version,
-                per_sample_error=per_sample_error[index],
-                regions=model.regions,
+                explanation=explanations[rank],
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,

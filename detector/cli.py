@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                help="most beats scored per model call (the poll's max_records)")  # fmt: skip
     add_option(parser, "--poll-timeout-ms", default=100, type=non_negative_int,
                help="longest wait for beats when none are pending")  # fmt: skip
+    add_option(parser, "--fetch-max-wait-ms", default=10, type=non_negative_int,
+               help="longest the broker holds a fetch when no beats are pending")  # fmt: skip
     add_option(parser, "--session-timeout-ms", default=10_000, type=positive_int,
                help="consumer group session timeout")  # fmt: skip
     add_option(parser, "--max-poll-interval-ms", default=300_000, type=positive_int,
@@ -62,6 +64,7 @@ def settings_from_args(args: argparse.Namespace) -> DetectorSettings:
         max_batch=args.max_batch,
         poll_timeout_ms=args.poll_timeout_ms,
         session_timeout_ms=args.session_timeout_ms,
+        fetch_max_wait_ms=args.fetch_max_wait_ms,
         max_poll_interval_ms=args.max_poll_interval_ms,
         auto_offset_reset=args.auto_offset_reset,
         max_message_bytes=args.max_message_bytes,

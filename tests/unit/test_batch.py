@@ -55,7 +55,7 @@ def test_every_record_is_scored_or_dead_lettered_once():
             4,
             b"p-9",
             orjson.dumps({"stream": "p-9", "seq": 1, "ts_ms": 1, "samples": [1.0] * 3}),
-        ),  # fmt: skip
+        ),
     ]
     outcome = process_batch(records, MeanAbsScorer(), MODEL, now_ms=3_000)
     assert outcome.scored == 3

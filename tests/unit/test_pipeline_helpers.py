@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from beatwatch import promtext
-from beatwatch.alert import explain, worst_ranges
+from beatwatch.alert import explain, explain_batch
 from beatwatch.errors import ConfigError
 from beatwatch.metrics import DetectorMetrics
 from beatwatch.settings import add_option, positive_float
@@ -68,9 +68,20 @@ def test_stream_ids_are_synthetic():
 def test_worst_ranges_find_the_bump():
     error = np.zeros(140)
     error[30:40] = 1.0
-    ranges = worst_ranges(error)
-    start, end = ranges[0]
-    assert start <= 31 and end >= 39
+    worst = explain(error, [])["worst_ranges"][0]
+    assert worst["start"] <= 31 and worst["end"] >= 39
+    assert worst["error_share"] == 1.0
+
+
+def test_batch_explanation_equals_one_at_a_time():
+    rng = np.random.default_rng(0)
+    errors = rng.random((6, 140)) ** 4
+    regions = [{"name": "QRS", "start": 0, "end": 15}, {"name": "T", "start": 50, "end": 95}]
+    assert explain_batch(errors, regions) == [explain(row, regions) for row in errors]
+    smoothed = np.convolve(errors[0], np.ones(5) / 5, mode="same")
+    hot = smoothed >= np.quantile(smoothed, 0.9)
+    first = explain(errors[0], regions)["worst_ranges"]
+    assert all(hot[r["start"] : r["end"]].all() for r in first)
 
 
 def test_explanation_names_the_region_with_most_error():

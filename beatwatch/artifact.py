@@ -1,0 +1,281 @@
+"""Save and load the model artifact: ``model.keras`` + ``artifact.json`` in one directory.
+
+Saving writes a temporary directory beside the target and renames it into
+place, so a crash never leaves half an artifact. Loading checks everything it
+can without TensorFlow (the json, the format version, the model file's sha256,
+the input length, no Lambda layer in the model config) so that ``beatwatch
+detect`` refuses a bad artifact in milliseconds with one clear line; the Keras
+model itself is loaded (``safe_mode=True``) only when :meth:`Artifact.scorer`
+or :meth:`Artifact.keras_model` is called.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from beatwatch.data import sha256_bytes
+from beatwatch.errors import ArtifactError
+from beatwatch.scoring import LOSSES, MinMax, Scorer
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "artifact.json"
+REQUIRED_KEYS = (
+    "format_version",
+    "model_version",
+    "input_length",
+    "preprocessing",
+    "loss",
+    "threshold",
+    "model_sha256",
+)
+# Landmarks of the mean normal ECG5000 beat (end exclusive), used to explain alerts.
+ECG5000_REGIONS: list[dict[str, Any]] = [
+    {"name": "QRS", "start": 0, "end": 15},
+    {"name": "ST", "start": 15, "end": 50},
+    {"name": "T", "start": 50, "end": 95},
+    {"name": "P", "start": 95, "end": 125},
+    {"name": "next-QRS", "start": 125, "end": 140},
+]
+
+
+@dataclass
+class Artifact:
+    """A checked artifact directory; the Keras model loads on first use.
+
+    Attributes:
+        path: the artifact directory.
+        config: the parsed ``artifact.json``.
+        input_length: samples per beat.
+        threshold: alert when ``score > threshold``.
+        model_version: ``<name>-<first 12 hex of the model sha256>``.
+        regions: named sample ranges ``{"name", "start", "end"}`` (end exclusive).
+    """
+
+    path: Path
+    config: dict[str, Any]
+    input_length: int
+    threshold: float
+    model_version: str
+    regions: list[dict[str, Any]]
+    _model: Any = field(default=None, repr=False)
+    _scorer: Scorer | None = field(default=None, repr=False)
+
+    def keras_model(self) -> Any:
+        """Load the Keras model with ``safe_mode=True`` (once)."""
+        if self._model is None:
+            import keras
+
+            try:
+                self._model = keras.saving.load_model(
+                    self.path / MODEL_FILE, safe_mode=True, compile=False
+                )
+            except Exception as exc:  # Keras raises many types for a bad file
+                raise ArtifactError(f"{self.path / MODEL_FILE}: cannot load model: {exc}") from None
+            shape = tuple(self._model.input_shape)
+            if (
+                shape[1:] != (self.input_length,)
+                or tuple(self._model.output_shape)[1:] != shape[1:]
+            ):
+                raise ArtifactError(
+                    f"{self.path}: model maps {shape} to {self._model.output_shape}, "
+                    f"expected (None, {self.input_length}) both ways"
+                )
+        return self._model
+
+    def scorer(self) -> Scorer:
+        """Return the :class:`Scorer` of this artifact (built once)."""
+        if self._scorer is None:
+            calibration = self.config.get("calibration", {}).get("errors")
+            self._scorer = Scorer(
+                self.keras_model(),
+                MinMax.from_config(self.config["preprocessing"]),
+                str(self.config["loss"]),
+                self.threshold,
+                None if not calibration else np.asarray(calibration, np.float64),
+            )
+        return self._scorer
+
+
+def _keras_config(model_file: Path) -> dict[str, Any]:
+    try:
+        with zipfile.ZipFile(model_file) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise ArtifactError(f"{model_file}: not a readable .keras file ({exc})") from None
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{model_file}: config.json is not an object")
+    return config
+
+
+def _class_names(node: Any) -> list[str]:
+    """Every ``class_name`` anywhere in a Keras config tree."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("class_name"), str):
+            found.append(node["class_name"])
+        for value in node.values():
+            found.extend(_class_names(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_class_names(value))
+    return found
+
+
+def _input_lengths(node: Any) -> list[int]:
+    """The last dimension of every ``batch_shape``/``batch_input_shape`` in a config tree."""
+    found: list[int] = []
+    if isinstance(node, dict):
+        for key in ("batch_shape", "batch_input_shape"):
+            shape = node.get(key)
+            if isinstance(shape, list) and shape and isinstance(shape[-1], int):
+                found.append(shape[-1])
+        for value in node.values():
+            found.extend(_input_lengths(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_input_lengths(value))
+    return found
+
+
+def load_artifact(path: str | Path) -> Artifact:
+    """Open and check an artifact directory without loading TensorFlow.
+
+    Raises:
+        ArtifactError: one line each for a missing directory or file, corrupt
+            json, an unknown format version, a model checksum mismatch, a
+            Lambda layer, or a wrong or inconsistent input length.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ArtifactError(f"no artifact directory at {root}")
+    config_file, model_file = root / CONFIG_FILE, root / MODEL_FILE
+    for required in (config_file, model_file):
+        if not required.is_file():
+            raise ArtifactError(f"{root}: missing {required.name}")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{config_file}: corrupt json ({exc})") from None
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{config_file}: corrupt json (not an object)")
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{config_file}: unknown format version {version!r} (this beatwatch reads "
+            f"{FORMAT_VERSION})"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in config]
+    if missing:
+        raise ArtifactError(f"{config_file}: missing keys {', '.join(missing)}")
+    digest = sha256_bytes(model_file.read_bytes())
+    if digest != config["model_sha256"]:
+        raise ArtifactError(
+            f"{model_file}: checksum mismatch (sha256 {digest[:12]}..., artifact.json says "
+            f"{str(config['model_sha256'])[:12]}...)"
+        )
+    keras_config = _keras_config(model_file)
+    if "Lambda" in _class_names(keras_config):
+        raise ArtifactError(f"{model_file}: refusing a model with a Lambda layer (arbitrary code)")
+    length = config["input_length"]
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        raise ArtifactError(
+            f"{config_file}: input_length must be a positive integer, got {length!r}"
+        )
+    model_lengths = set(_input_lengths(keras_config))
+    if model_lengths != {length}:
+        raise ArtifactError(
+            f"{root}: input length {length} in artifact.json but {sorted(model_lengths)} in "
+            f"{MODEL_FILE}"
+        )
+    try:
+        scaling = MinMax.from_config(config["preprocessing"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{config_file}: bad preprocessing ({exc})") from None
+    if len(scaling.low) not in (1, length) or len(scaling.high) != len(scaling.low):
+        raise ArtifactError(
+            f"{config_file}: preprocessing has {len(scaling.low)} values, expected 1 or {length}"
+        )
+    if config["loss"] not in LOSSES:
+        raise ArtifactError(f"{config_file}: unknown loss {config['loss']!r}")
+    try:
+        threshold = float(config["threshold"]["value"])
+    except (KeyError, TypeError, ValueError):
+        raise ArtifactError(f"{config_file}: threshold.value missing or not a number") from None
+    regions = list(config.get("regions", []))
+    for region in regions:
+        if not 0 <= region.get("start", -1) < region.get("end", -1) <= length:
+            raise ArtifactError(f"{config_file}: region {region} is outside 0..{length}")
+    return Artifact(
+        path=root,
+        config=config,
+        input_length=length,
+        threshold=threshold,
+        model_version=str(config["model_version"]),
+        regions=regions,
+    )
+
+
+def _inference_copy(model: Any) -> Any:
+    """The same architecture and weights, uncompiled: no optimizer state in the file.
+
+    Scoring never needs Adam's moments, and leaving them out makes the file
+    about three times smaller.
+    """
+    # keras.models.clone_model would carry the compile state (and the optimizer) over.
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def save_artifact(target: str | Path, model: Any, config: dict[str, Any], name: str) -> Artifact:
+    """Write ``model`` and ``config`` as an artifact directory, atomically.
+
+    Fills in ``format_version``, ``model_sha256``, ``model_version`` and
+    ``input_length``; an existing artifact at ``target`` is replaced.
+
+    Args:
+        target: the artifact directory to create or replace.
+        model: the Keras model (no Lambda layers).
+        config: the rest of ``artifact.json``.
+        name: the model name, the prefix of ``model_version``.
+
+    Returns:
+        The written artifact, loaded back and checked.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        _inference_copy(model).save(staging / MODEL_FILE)
+        digest = sha256_bytes((staging / MODEL_FILE).read_bytes())
+        full = {
+            "format_version": FORMAT_VERSION,
+            "model_version": f"{name}-{digest[:12]}",
+            "input_length": int(model.input_shape[-1]),
+            **config,
+            "model_sha256": digest,
+        }
+        (staging / CONFIG_FILE).write_text(json.dumps(full, indent=1) + "\n", encoding="utf-8")
+        staging.chmod(0o755)
+        # A directory cannot be replaced by rename in one step: move the old one
+        # aside first, so at every moment the target is either absent or whole.
+        retired = None
+        if target.exists():
+            retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+            target.replace(retired / "artifact")
+        staging.replace(target)
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return load_artifact(target)

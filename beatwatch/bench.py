@@ -1,0 +1,499 @@
+"""``beatwatch bench`` (``make bench``): throughput and latency measured side by side in one run.
+
+On the embedded broker (or ``BEATWATCH_BOOTSTRAP_SERVERS``), over topics of 4
+partitions pre-filled with ECG5000 beats, it measures:
+
+(a) the ceiling: a bare kafka-python consumer that only decodes, per wire format;
+(b) the detector process draining the same topic, alerts and commits included;
+(c) the course baseline: ``model.predict`` one beat at a time;
+(d) scoring alone: the detector's batched compiled call;
+(e) produce->alert latency at offered loads, read off the alerts topic;
+(f) the producer: maximum replay rate and pacing error at a target rate;
+(g) the detector's resident memory over about a million beats.
+
+Absolute figures depend on the machine; the ratios (b)/(a), (b)/(c), (d)/(b)
+measured in one run do not. Nothing here passes or fails: it prints a table
+and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from beatwatch import promtext
+from beatwatch.broker import EmbeddedBroker, free_port
+from beatwatch.errors import ConfigError
+from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.processes import child, wait_ready
+from beatwatch.settings import add_flag, add_option
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "ecg5000"
+PARTITIONS = 4
+DONE_LINE = re.compile(r"done: (\d+) beats in ([\d.]+) s \(([\d,]+)/s\)")
+
+
+@dataclass(frozen=True)
+class BenchSizes:
+    """How much work each measurement does."""
+
+    drain_beats: int = 100_000
+    baseline_beats: int = 100
+    scoring_beats: int = 200_000
+    loads_hz: tuple[int, ...] = (500, 2_000, 10_000)
+    load_seconds: float = 10.0
+    memory_beats: int = 1_000_000
+    max_batch: int = 1_000
+
+    @classmethod
+    def quick(cls) -> BenchSizes:
+        """Tiny sizes for the smoke test: every code path, seconds of work."""
+        return cls(
+            drain_beats=2_000,
+            baseline_beats=5,
+            scoring_beats=5_000,
+            loads_hz=(200,),
+            load_seconds=2.0,
+            memory_beats=10_000,
+        )
+
+
+class Bench:
+    """One benchmark run against one broker."""
+
+    def __init__(self, bootstrap: str, model_dir: Path, sizes: BenchSizes, logs: Path) -> None:
+        self.bootstrap = bootstrap
+        self.kafka = KafkaSettings(bootstrap_servers=bootstrap)
+        self.model_dir = model_dir
+        self.sizes = sizes
+        self.logs = logs
+        self.results: dict[str, Any] = {}
+        self._run_id = f"{os.getpid()}-{int(time.time())}"
+
+    def topic(self, name: str) -> str:
+        """A topic unique to this run (a shared external broker may hold older ones)."""
+        return f"bench-{self._run_id}-{name}"
+
+    # -- processes ---------------------------------------------------------------
+    def produce(self, topic: str, fmt: str, limit: int, rate_hz: float, name: str) -> float:
+        """Run the producer process; return its achieved beats/s."""
+        log_path = self.logs / f"producer-{name}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "producer",
+            "--bootstrap-servers",
+            self.bootstrap,
+            "--beats-topic",
+            topic,
+            "--format",
+            fmt,
+            "--limit",
+            str(limit),
+            "--loop",
+            "--rate",
+            str(rate_hz),
+            "--streams",
+            "64",
+            "--progress-interval-s",
+            "0",
+        ]
+        with child(command, log_path) as process:
+            process.wait()
+        match = DONE_LINE.search(log_path.read_text())
+        if process.returncode != 0 or match is None:
+            raise ConfigError(f"producer failed (see {log_path})")
+        return int(match.group(1)) / float(match.group(2))
+
+    @contextlib.contextmanager
+    def detector(
+        self, topic: str, alerts: str, name: str
+    ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+        """Run a detector process in a fresh group; yield it and its metrics URL."""
+        port = free_port()
+        log_path = self.logs / f"detector-{name}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "detector",
+            "--bootstrap-servers",
+            self.bootstrap,
+            "--model",
+            str(self.model_dir),
+            "--beats-topic",
+            topic,
+            "--alerts-topic",
+            alerts,
+            "--dlq-topic",
+            self.topic("dlq"),
+            "--group-id",
+            f"g-{topic}-{name}",
+            "--metrics-port",
+            str(port),
+            "--metrics-host",
+            "127.0.0.1",
+            "--session-timeout-ms",
+            "6000",
+            "--max-batch",
+            str(self.sizes.max_batch),
+        ]
+        with child(command, log_path) as process:
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(f"{url}/ready", process, log_path, timeout_s=120)
+            yield process, url
+
+    # -- measurements ------------------------------------------------------------
+    def prefill(self, fmt: str) -> str:
+        """(f, part) Fill a topic with ``drain_beats`` beats as fast as the producer can."""
+        topic = self.topic(f"drain-{fmt}")
+        ensure_topics(self.kafka, {topic: PARTITIONS})
+        rate = self.produce(topic, fmt, self.sizes.drain_beats, 0, f"prefill-{fmt}")
+        self.results[f"f_producer_max_{fmt}_beats_per_s"] = rate
+        return topic
+
+    def ceiling(self, topic: str, fmt: str) -> None:
+        """(a) A bare consumer that reads and decodes every beat, nothing else."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        from beatwatch.wire import decode
+
+        consumer = KafkaConsumer(
+            **self.kafka.client_kwargs(),
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        n, started = 0, time.perf_counter()
+        while n < self.sizes.drain_beats:
+            for records in consumer.poll(timeout_ms=500, max_records=self.sizes.max_batch).values():
+                for record in records:
+                    decode(record.key, record.value, record.headers, expected_length=140)
+                n += len(records)
+        elapsed = time.perf_counter() - started
+        consumer.close()
+        self.results[f"a_ceiling_{fmt}_beats_per_s"] = n / elapsed
+
+    def drain(self, topic: str, fmt: str) -> None:
+        """(b) The detector process drains the topic: decode, score, alert, flush, commit."""
+        with self.detector(topic, self.topic(f"alerts-{fmt}"), f"drain-{fmt}") as (_, url):
+            first_seen, scored = None, 0.0
+            deadline = time.monotonic() + 600
+            while scored < self.sizes.drain_beats and time.monotonic() < deadline:
+                samples = promtext.scrape(f"{url}/metrics")
+                scored = promtext.value(samples, "beatwatch_beats_scored_total")
+                if (
+                    first_seen is None
+                    and promtext.value(samples, "beatwatch_beats_consumed_total") > 0
+                ):
+                    first_seen = time.perf_counter()
+                time.sleep(0.02)
+            if first_seen is None or scored < self.sizes.drain_beats:
+                raise ConfigError(f"detector scored {scored:.0f} of {self.sizes.drain_beats} beats")
+            self.results[f"b_detector_{fmt}_beats_per_s"] = scored / (
+                time.perf_counter() - first_seen
+            )
+            self.results[f"b_detector_{fmt}_commits"] = promtext.value(
+                samples, "beatwatch_commits_total"
+            )
+            self.results[f"b_detector_{fmt}_alerts"] = promtext.value(
+                samples, "beatwatch_alerts_total"
+            )
+
+    def model_speed(self) -> None:
+        """(c) ``model.predict`` per beat, the course way; (d) the batched compiled call."""
+        from beatwatch.artifact import load_artifact
+        from beatwatch.data import load_ecg5000
+
+        x = load_ecg5000().x
+        artifact = load_artifact(self.model_dir)
+        model, scorer = artifact.keras_model(), artifact.scorer()
+        scaled = scorer.scaling.apply(x)
+        model.predict(scaled[:1], verbose=0)  # build once, as the course's loop would be warm
+        n = self.sizes.baseline_beats
+        started = time.perf_counter()
+        for i in range(n):
+            model.predict(scaled[i : i + 1], verbose=0)
+        self.results["c_course_predict_per_beat_beats_per_s"] = n / (time.perf_counter() - started)
+        batch = self.sizes.max_batch
+        beats = x[np.arange(self.sizes.scoring_beats) % len(x)]
+        scorer.score(beats[:batch])
+        started = time.perf_counter()
+        for i in range(0, len(beats), batch):
+            scorer.score(beats[i : i + batch])
+        self.results["d_scoring_only_beats_per_s"] = len(beats) / (time.perf_counter() - started)
+
+    def latency(self) -> None:
+        """(e) Produce->alert latency at each offered load; (f) pacing error at each target."""
+        beats, alerts = self.topic("latency"), self.topic("latency-alerts")
+        ensure_topics(self.kafka, {beats: PARTITIONS, alerts: PARTITIONS})
+        with self.detector(beats, alerts, "latency"):
+            for load in self.sizes.loads_hz:
+                delays_ms: list[float] = []
+                stop = threading.Event()
+
+                reader = threading.Thread(
+                    target=self._collect_delays, args=(alerts, stop, delays_ms), daemon=True
+                )
+                reader.start()
+                time.sleep(1.0)  # the reader is positioned at the end before beats flow
+                count = int(load * self.sizes.load_seconds)
+                achieved = self.produce(beats, "json", count, load, f"load-{load}")
+                time.sleep(1.0)  # the last alerts arrive
+                stop.set()
+                reader.join(timeout=10)
+                p50, p95, p99 = (
+                    float(np.percentile(delays_ms, q)) if delays_ms else float("nan")
+                    for q in (50, 95, 99)
+                )
+                self.results[f"e_latency_{load}hz"] = {
+                    "achieved_beats_per_s": achieved,
+                    "alerts": len(delays_ms),
+                    "p50_ms": p50,
+                    "p95_ms": p95,
+                    "p99_ms": p99,
+                }
+                self.results[f"f_pacing_error_{load}hz_percent"] = 100 * abs(achieved - load) / load
+
+    def _collect_delays(self, topic: str, stop: threading.Event, delays_ms: list[float]) -> None:
+        """Append now minus ``ts_ms`` for every alert read from ``topic`` until ``stop``."""
+        from beatwatch.tail import iter_alerts
+
+        for alert in iter_alerts(self.kafka, topic, stop):
+            delays_ms.append(time.time() * 1e3 - alert["ts_ms"])
+
+    def memory(self) -> None:
+        """(g) Detector resident memory while it scores about ``memory_beats`` beats."""
+        beats, alerts = self.topic("memory"), self.topic("memory-alerts")
+        ensure_topics(self.kafka, {beats: PARTITIONS, alerts: PARTITIONS})
+        n = self.sizes.memory_beats
+        with self.detector(beats, alerts, "memory") as (process, url):
+            command = [
+                sys.executable,
+                "-m",
+                "producer",
+                "--bootstrap-servers",
+                self.bootstrap,
+                "--beats-topic",
+                beats,
+                "--format",
+                "binary",
+                "--limit",
+                str(n),
+                "--loop",
+                "--rate",
+                "0",
+                "--progress-interval-s",
+                "0",
+            ]
+            trace: list[tuple[float, float]] = []
+            with child(command, self.logs / "producer-memory.log"):
+                scored = 0.0
+                deadline = time.monotonic() + 900
+                while scored < n and time.monotonic() < deadline:
+                    scored = promtext.value(
+                        promtext.scrape(f"{url}/metrics"), "beatwatch_beats_scored_total"
+                    )
+                    trace.append((scored, _rss_mib(process.pid)))
+                    time.sleep(0.5)
+        warm = next((rss for done, rss in trace if done >= n * 0.2), trace[-1][1])
+        self.results["g_memory"] = {
+            "beats_scored": trace[-1][0],
+            "rss_after_warmup_mib": warm,
+            "rss_final_mib": trace[-1][1],
+            "growth_after_warmup_mib": trace[-1][1] - warm,
+            "rss_max_mib": max(rss for _, rss in trace),
+        }
+
+
+def _rss_mib(pid: int) -> float:
+    """Resident set size of ``pid`` in MiB (Linux ``/proc``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float]:
+    """The figures that travel between machines."""
+    out: dict[str, float] = {}
+    for fmt in ("json", "binary"):
+        a, b = (
+            results.get(f"a_ceiling_{fmt}_beats_per_s"),
+            results.get(f"b_detector_{fmt}_beats_per_s"),
+        )
+        if a and b:
+            out[f"(b)/(a) {fmt}"] = b / a
+    b_best = max(
+        results.get("b_detector_json_beats_per_s", 0),
+        results.get("b_detector_binary_beats_per_s", 0),
+    )
+    c, d = (
+        results.get("c_course_predict_per_beat_beats_per_s"),
+        results.get("d_scoring_only_beats_per_s"),
+    )
+    if b_best and c:
+        out["(b)/(c) best format"] = b_best / c
+    if b_best and d:
+        out["(d)/(b) best format"] = d / b_best
+    return out
+
+
+def render(results: dict[str, Any]) -> str:
+    """The side-by-side table."""
+    rows = [
+        (
+            "(a) ceiling: bare consumer + decode, JSON",
+            results.get("a_ceiling_json_beats_per_s"),
+            "beats/s",
+        ),
+        (
+            "(a) ceiling: bare consumer + decode, binary",
+            results.get("a_ceiling_binary_beats_per_s"),
+            "beats/s",
+        ),
+        ("(b) detector drain, JSON", results.get("b_detector_json_beats_per_s"), "beats/s"),
+        ("(b) detector drain, binary", results.get("b_detector_binary_beats_per_s"), "beats/s"),
+        (
+            "(c) course: model.predict per beat",
+            results.get("c_course_predict_per_beat_beats_per_s"),
+            "beats/s",
+        ),
+        (
+            "(d) scoring only, batched compiled call",
+            results.get("d_scoring_only_beats_per_s"),
+            "beats/s",
+        ),
+        ("(f) producer max rate, JSON", results.get("f_producer_max_json_beats_per_s"), "beats/s"),
+        (
+            "(f) producer max rate, binary",
+            results.get("f_producer_max_binary_beats_per_s"),
+            "beats/s",
+        ),
+    ]
+    lines = [f"{'measure':<46}{'value':>14}  unit", "-" * 70]
+    lines += [
+        f"{name:<46}{value:>14,.0f}  {unit}" for name, value, unit in rows if value is not None
+    ]
+    for key, value in results.items():
+        if key.startswith("e_latency_"):
+            load = key.removeprefix("e_latency_")
+            lines.append(
+                f"(e) produce->alert latency at {load:<7} p50 {value['p50_ms']:6.1f}  "
+                f"p95 {value['p95_ms']:6.1f}  p99 {value['p99_ms']:6.1f} ms  "
+                f"(achieved {value['achieved_beats_per_s']:,.0f}/s, {value['alerts']} alerts)"
+            )
+        if key.startswith("f_pacing_error_"):
+            target = key.removeprefix("f_pacing_error_").removesuffix("_percent")
+            lines.append(f"(f) pacing error at {target:<26}{value:>14.2f}  %")
+    if "g_memory" in results:
+        g = results["g_memory"]
+        lines.append(
+            f"(g) detector RSS after warm-up / final / max  {g['rss_after_warmup_mib']:.0f} / "
+            f"{g['rss_final_mib']:.0f} / {g['rss_max_mib']:.0f} MiB over {g['beats_scored']:,.0f} "
+            f"beats (growth {g['growth_after_warmup_mib']:+.1f} MiB)"
+        )
+    lines += ["-" * 70] + [f"{name:<46}{value:>14,.2f}" for name, value in ratios(results).items()]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``beatwatch bench``."""
+    add_option(parser, "--model", default=str(DEFAULT_MODEL_DIR), help="model artifact directory")
+    add_option(
+        parser,
+        "--out",
+        default="reports/bench.json",
+        help="where to write the JSON results",
+        env="BEATWATCH_BENCH_OUT",
+    )
+    add_flag(parser, "--quick", help="tiny sizes: a smoke run of every measurement")
+    add_option(
+        parser,
+        "--only",
+        default="",
+        help="comma list of parts to run: a,b,c,d,e,f,g (default all)",
+        env="BEATWATCH_BENCH_ONLY",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the benchmark, print the table, write JSON."""
+    sizes = BenchSizes.quick() if args.quick else BenchSizes()
+    parts = set(args.only.replace(" ", "").split(",")) if args.only else set("abcdefg")
+    logs = Path(tempfile.mkdtemp(prefix="beatwatch-bench-"))
+    print(f"beatwatch bench ({'quick' if args.quick else 'full'}); logs in {logs}", flush=True)
+    external = os.environ.get("BEATWATCH_BOOTSTRAP_SERVERS")
+    with contextlib.ExitStack() as stack:
+        if external:
+            bootstrap = external
+        else:
+            bootstrap = stack.enter_context(
+                EmbeddedBroker(log_path=logs / "broker.log")
+            ).bootstrap_servers
+        bench = Bench(bootstrap, Path(args.model), sizes, logs)
+        steps: list[tuple[str, str, Any]] = []
+        for fmt in ("json", "binary"):
+            if parts & set("abf"):
+                topic = bench.prefill(fmt)
+                if "a" in parts:
+                    steps.append(
+                        ("a", f"(a) ceiling {fmt}", lambda t=topic, f=fmt: bench.ceiling(t, f))
+                    )
+                if "b" in parts:
+                    steps.append(
+                        ("b", f"(b) detector {fmt}", lambda t=topic, f=fmt: bench.drain(t, f))
+                    )
+        if parts & set("cd"):
+            steps.append(("c", "(c)+(d) model speed", bench.model_speed))
+        if parts & set("ef"):
+            steps.append(("e", "(e)+(f) latency at offered loads", bench.latency))
+        if "g" in parts:
+            steps.append(("g", "(g) detector memory", bench.memory))
+        for _, title, step in steps:
+            print(f"measuring {title} ...", flush=True)
+            step()
+    results = {
+        "machine": machine(),
+        "sizes": sizes.__dict__,
+        **bench.results,
+        "ratios": ratios(bench.results),
+    }
+    print(render(bench.results), flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=list))
+    print(f"wrote {out}", flush=True)
+    return 0

