@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.core import HistogramMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
 # Reconstruction error is recorded as a ratio to the model's threshold, so the
@@ -130,6 +130,39 @@ class BatchHistogram(Collector):
         yield family
 
 
+class CalibrationSummary(Collector):
+    """The artifact's calibration errors as a summary: quantiles, count and sum.
+
+    A quantile label is only valid on a summary (``promtool check metrics``), so
+    the fixed distribution the model was calibrated on is exposed as one, on the
+    same ratio-to-threshold scale as ``beatwatch_reconstruction_error_ratio``.
+    """
+
+    QUANTILES = (0.5, 0.9, 0.99)
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._ratios: np.ndarray | None = None
+        registry.register(self)
+
+    def set_errors(self, errors: np.ndarray, threshold: float) -> None:
+        """Record the calibration errors (raw scores) of the loaded model."""
+        self._ratios = np.asarray(errors, dtype=np.float64) / threshold
+
+    def collect(self) -> Iterator[Metric]:
+        """Expose the quantiles (nothing until a model with calibration errors is loaded)."""
+        if self._ratios is None or self._ratios.size == 0:
+            return
+        family = SummaryMetricFamily(
+            self._name, self._documentation, count_value=self._ratios.size,
+            sum_value=float(self._ratios.sum()),
+        )  # fmt: skip
+        for q in self.QUANTILES:
+            family.add_sample(self._name, {"quantile": str(q)}, float(np.quantile(self._ratios, q)))
+        yield family
+
+
 class DetectorMetrics:
     """Everything the detector exports."""
 
@@ -222,11 +255,10 @@ class DetectorMetrics:
             "The loaded model's reconstruction-error threshold.",
             registry=registry,
         )
-        self.model_calibration_error_ratio = Gauge(
+        self.model_calibration_error_ratio = CalibrationSummary(
             "beatwatch_model_calibration_error_ratio",
-            "Quantiles of the calibration errors (normal beats) divided by the threshold.",
-            ["quantile"],
-            registry=registry,
+            "Quantiles of the calibration errors (held-out normal beats) divided by the threshold.",
+            registry,
         )
         self.model = Info("beatwatch_model", "The loaded model artifact.", registry=registry)
 

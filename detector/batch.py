@@ -36,12 +36,18 @@ UNSCORABLE = "unscorable"
 class Record(Protocol):
     """What the detector needs of a consumed message (kafka-python's ConsumerRecord)."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
+    @property
+    def topic(self) -> str: ...  # noqa: D102
+    @property
+    def partition(self) -> int: ...  # noqa: D102
+    @property
+    def offset(self) -> int: ...  # noqa: D102
+    @property
+    def key(self) -> bytes | None: ...  # noqa: D102
+    @property
+    def value(self) -> bytes | None: ...  # noqa: D102
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...  # noqa: D102
 
 
 class BatchScorer(Protocol):

@@ -30,8 +30,6 @@ from detector.batch import BatchOutcome, ModelContext, Outgoing, process_batch
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_QUANTILES = (0.5, 0.9, 0.99)
-
 
 @dataclass(frozen=True)
 class DetectorSettings:
@@ -115,11 +113,10 @@ class Detector:
             {"model_version": artifact.model_version, "input_length": str(artifact.input_length)}
         )
         self.metrics.model_threshold.set(artifact.threshold)
-        calibration = np.asarray(artifact.config.get("calibration", {}).get("errors") or [])
-        if calibration.size:
-            for q in CALIBRATION_QUANTILES:
-                ratio = float(np.quantile(calibration, q)) / artifact.threshold
-                self.metrics.model_calibration_error_ratio.labels(str(q)).set(ratio)
+        calibration = artifact.config.get("calibration", {}).get("errors") or []
+        self.metrics.model_calibration_error_ratio.set_errors(
+            np.asarray(calibration), artifact.threshold
+        )
         # Compile the scoring graph now, not on the first beat.
         self.scorer.score(np.zeros((1, artifact.input_length), dtype=np.float32))
         self.assignment = _Assignment(self.metrics)

@@ -154,10 +154,10 @@ def test_malformed_messages_land_in_the_dead_letter_topic_while_good_beats_flow(
     assert reasons == sorted(reason for *_, reason in BAD_MESSAGES)
     assert detector.value("beatwatch_beats_scored_total") == 200
     for record in letters:
-        headers = dict(record.headers)
-        assert headers[DLQ_SOURCE_TOPIC] == topics.beats.encode()
-        assert headers[DLQ_SOURCE_PARTITION] == b"0"
-        assert int(headers[DLQ_SOURCE_OFFSET]) >= 0
+        letter_headers = dict(record.headers)
+        assert letter_headers[DLQ_SOURCE_TOPIC] == topics.beats.encode()
+        assert letter_headers[DLQ_SOURCE_PARTITION] == b"0"
+        assert int(letter_headers[DLQ_SOURCE_OFFSET]) >= 0
     originals = {(k, v) for k, v, _, _ in BAD_MESSAGES}
     assert {(r.key, r.value or b"") for r in letters} == originals
     for _, _, _, reason in BAD_MESSAGES:
@@ -177,13 +177,13 @@ def test_two_detectors_in_one_group_split_partitions_and_score_every_beat(
     second_settings = detector_settings(kafka_bootstrap, topics, group)
     n = len(test_rows.samples)
     with running_detector(first_settings) as first, running_detector(second_settings) as second:
-        assigned = lambda: (first.value("beatwatch_assigned_partitions"),  # noqa: E731
-                            second.value("beatwatch_assigned_partitions"))  # fmt: skip
-        wait_for(lambda: assigned() == (2.0, 2.0), 60, "a 2+2 partition split")
+
+        def total(name: str) -> list[float]:
+            return [first.value(name), second.value(name)]
+
+        wait_for(lambda: total("beatwatch_assigned_partitions") == [2.0, 2.0], 60, "a 2+2 split")
         replay(kafka_bootstrap, topics.beats, test_rows, "binary")
-        scored = lambda: (first.value("beatwatch_beats_scored_total")  # noqa: E731
-                          + second.value("beatwatch_beats_scored_total"))  # fmt: skip
-        wait_for(lambda: scored() >= n, 60, "all beats scored by the pair")
+        wait_for(lambda: sum(total("beatwatch_beats_scored_total")) >= n, 60, "all beats scored")
         split = (
             first.value("beatwatch_beats_scored_total"),
             second.value("beatwatch_beats_scored_total"),

@@ -68,7 +68,7 @@ def test_every_record_is_scored_or_dead_lettered_once():
 def test_alerts_are_exactly_the_beats_over_threshold_with_explanation():
     records = [record(0, 0.1), record(1, 5.0), record(2, 2.0), record(3, 1.0)]
     outcome = process_batch(records, MeanAbsScorer(), MODEL, now_ms=2_000)
-    alerts = [orjson.loads(a.value) for a in outcome.alerts]
+    alerts = [orjson.loads(a.value or b"") for a in outcome.alerts]
     assert [a["seq"] for a in alerts] == [1]  # 5.0/2 = 2.5 > 1; 2.0/2 = 1.0 is not over
     alert = alerts[0]
     assert alert["alert_id"] == "p-1/1/m-1"
