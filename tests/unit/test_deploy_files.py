@@ -25,7 +25,7 @@ import yaml  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from beatwatch.metrics import BatchHistogram, DetectorMetrics, ProducerMetrics
+from beatwatch.metrics import BatchHistogram, CalibrationSummary, DetectorMetrics, ProducerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -115,6 +115,9 @@ def _observe_once(metric: object) -> None:
         return
     if isinstance(metric, Info):
         metric.info({"model_version": "test-1"})
+        return
+    if isinstance(metric, CalibrationSummary):
+        metric.set_errors(np.array([0.1, 0.2, 0.4]), threshold=0.5)
         return
     if not isinstance(metric, Counter | Gauge | Histogram):
         return
