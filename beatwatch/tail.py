@@ -69,7 +69,7 @@ def iter_alerts(
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
         # tansu holds a fetch for the whole max wait even when data arrives; keep it short.
-        fetch_max_wait_ms=10,
+        fetch_max_wait_ms=5,
     )
     try:
         if group_id is None:

@@ -5,10 +5,13 @@ JSON value (UTF-8)::
     {"stream": "p-0007", "seq": 1234, "ts_ms": 1763822400123,
      "samples": [...], "label": 1}
 
-Binary value: the samples as little-endian float32, nothing else; the message
-key is the stream id and the metadata travels in headers (``content-type:
-application/x-beatwatch-f32``, ``bw-seq``, ``bw-ts-ms``, ``bw-label``, ASCII
-decimal). A message without a ``content-type`` header, or with
+Binary value (header ``content-type: application/x-beatwatch-f32``; the key
+is the stream id): a 20-byte little-endian prefix ``seq u64, ts_ms u64,
+label u8 (0, 1, 255 = none), version u8 (1), reserved u16 (0)``, then the
+samples as little-endian float32. The metadata sits in the value, not in
+headers, because kafka-python parses headers in pure Python: four headers per
+message measured 31 us/message to consume against 14 us with one header and
+the prefix. A message without a ``content-type`` header, or with
 ``application/json``, is JSON. The full specification is ``docs/wire-format.md``
 and the JSON Schema files beside it.
 
@@ -18,6 +21,7 @@ Decoding validates everything the detector relies on and raises
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,9 +33,9 @@ from beatwatch.errors import InvalidBeat
 CONTENT_TYPE_HEADER = "content-type"
 JSON_CONTENT_TYPE = "application/json"
 BINARY_CONTENT_TYPE = "application/x-beatwatch-f32"
-SEQ_HEADER = "bw-seq"
-TS_HEADER = "bw-ts-ms"
-LABEL_HEADER = "bw-label"
+BINARY_PREFIX = struct.Struct("<QQBBH")  # seq, ts_ms, label, version, reserved
+BINARY_VERSION = 1
+NO_LABEL = 255
 FORMATS = ("json", "binary")
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 MAX_INT64 = 2**63 - 1  # seq and ts_ms: the range of a signed 64-bit integer
@@ -73,14 +77,10 @@ def encode(beat: Beat, fmt: str) -> tuple[bytes, bytes, Headers]:
             body["label"] = beat.label
         return key, orjson.dumps(body), []
     if fmt == "binary":
-        headers: Headers = [
-            (CONTENT_TYPE_HEADER, BINARY_CONTENT_TYPE.encode()),
-            (SEQ_HEADER, str(beat.seq).encode()),
-            (TS_HEADER, str(beat.ts_ms).encode()),
-        ]
-        if beat.label is not None:
-            headers.append((LABEL_HEADER, str(beat.label).encode()))
-        return key, beat.samples.astype("<f4").tobytes(), headers
+        label = NO_LABEL if beat.label is None else beat.label
+        prefix = BINARY_PREFIX.pack(beat.seq, beat.ts_ms, label, BINARY_VERSION, 0)
+        value = prefix + beat.samples.astype("<f4").tobytes()
+        return key, value, [(CONTENT_TYPE_HEADER, BINARY_CONTENT_TYPE.encode())]
     raise ValueError(f"unknown wire format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
@@ -116,7 +116,7 @@ def decode(
     if content_type is None or content_type.split(";")[0].strip() == JSON_CONTENT_TYPE:
         beat = _decode_json(key, value)
     elif content_type == BINARY_CONTENT_TYPE:
-        beat = _decode_binary(key, value, headers)
+        beat = _decode_binary(key, value)
     else:
         raise InvalidBeat("content-type", f"unsupported content-type {content_type[:64]!r}")
     if beat.samples.shape[0] != expected_length:
@@ -197,32 +197,27 @@ def _decode_json(key: bytes | None, value: bytes) -> Beat:
     )
 
 
-def _decode_binary(key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> Beat:
+def _decode_binary(key: bytes | None, value: bytes) -> Beat:
     if not key:
         raise InvalidBeat("missing-key", "binary beats carry the stream id in the key")
     try:
         stream = key.decode()
     except UnicodeDecodeError:
         raise InvalidBeat("decode", "key is not UTF-8") from None
-    if len(value) % 4:
-        raise InvalidBeat("length", f"{len(value)} bytes is not a whole number of float32")
-    metadata: dict[str, int | None] = {}
-    for name in (SEQ_HEADER, TS_HEADER, LABEL_HEADER):
-        raw = _header(headers, name)
-        if raw is None:
-            if name != LABEL_HEADER:
-                raise InvalidBeat("schema", f"binary beat lacks header {name}")
-            metadata[name] = None
-            continue
-        # At most 19 digits: int() refuses > 4300 digits with ValueError, and
-        # alerts carry seq and ts_ms as 64-bit JSON integers.
-        if not raw.isdigit() or len(raw) > 19 or int(raw) > MAX_INT64:
-            raise InvalidBeat("schema", f"header {name} must be an integer in 0..2**63-1")
-        metadata[name] = int(raw)
+    if len(value) < BINARY_PREFIX.size:
+        raise InvalidBeat("length", f"{len(value)} bytes is shorter than the binary prefix")
+    if (len(value) - BINARY_PREFIX.size) % 4:
+        raise InvalidBeat("length", "samples are not a whole number of float32")
+    seq, ts_ms, label, version, _ = BINARY_PREFIX.unpack_from(value)
+    if version != BINARY_VERSION:
+        raise InvalidBeat("schema", f"binary format version {version}, expected {BINARY_VERSION}")
+    # seq and ts_ms travel on as 64-bit JSON integers in alerts.
+    if seq > MAX_INT64 or ts_ms > MAX_INT64:
+        raise InvalidBeat("schema", "seq and ts_ms must be in 0..2**63-1")
     return Beat(
         stream=_stream_id(stream),
-        seq=metadata[SEQ_HEADER] or 0,
-        ts_ms=metadata[TS_HEADER] or 0,
-        samples=np.frombuffer(value, dtype="<f4").astype(np.float32),
-        label=_label(metadata[LABEL_HEADER]),
+        seq=seq,
+        ts_ms=ts_ms,
+        samples=np.frombuffer(value, dtype="<f4", offset=BINARY_PREFIX.size),
+        label=None if label == NO_LABEL else _label(label),
     )

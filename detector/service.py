@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from beatwatch.exposition import MetricsServer
 from beatwatch.kafka import ALERTS_TOPIC, BEATS_TOPIC, DLQ_TOPIC, KafkaSettings, ensure_topics
 from beatwatch.metrics import DetectorMetrics
+from beatwatch.partitioner import CachedKeyPartitioner
 from detector.batch import BatchOutcome, ModelContext, Outgoing, process_batch
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class DetectorSettings:
     metrics_host: str = "0.0.0.0"
     retry_backoff_max_s: float = 10.0
     publish_retry_backoff_s: float = 0.5
-    fetch_max_wait_ms: int = 10
+    fetch_max_wait_ms: int = 5
     create_topics: bool = True
 
 
@@ -158,6 +159,7 @@ class Detector:
                     # Alerts are flushed once per batch anyway; large batches avoid a
                     # sender wake-up for every few alerts.
                     batch_size=1024 * 1024,
+                    partitioner=CachedKeyPartitioner(),
                     max_in_flight_requests_per_connection=5,
                 )
                 self.consumer = KafkaConsumer(

@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(parser, "--rows", default=None, help="rows to replay, e.g. 0-99,200")
     add_option(parser, "--rows-from", default=None,
                help="replay an artifact's recorded rows: DIR[:train|calibration|test]")  # fmt: skip
+    add_flag(parser, "--only-normal", help="replay only the rows labelled normal")
     add_option(parser, "--rate", default=100.0, type=non_negative_float,
                help="beats per second (0 = as fast as possible)")  # fmt: skip
     add_option(parser, "--streams", default=32, type=positive_int,
@@ -45,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                help="port of /metrics (0 picks one, -1 disables)")  # fmt: skip
     add_option(parser, "--progress-interval-s", default=2.0, type=non_negative_float,
                help="seconds between progress lines (0 = none)")  # fmt: skip
+    add_option(parser, "--linger-ms", default=5, type=non_negative_int,
+               help="how long the client waits to fill a batch before sending")  # fmt: skip
     add_flag(parser, "--no-create-topics", help="do not create a missing topic")
 
 
@@ -58,6 +61,7 @@ def main(args: argparse.Namespace) -> int:
         normal_label=args.normal_label,
         rows=args.rows,
         rows_from=args.rows_from,
+        only_normal=args.only_normal,
     )
     settings = ProducerSettings(
         kafka=kafka_settings_from_args(args),
@@ -71,11 +75,12 @@ def main(args: argparse.Namespace) -> int:
         include_labels=not args.no_labels,
         metrics_port=args.metrics_port,
         progress_interval_s=args.progress_interval_s,
+        linger_ms=args.linger_ms,
         create_topics=not args.no_create_topics,
     )
     stats = run(settings, source, stop)
     print(
-        f"done: {stats.attempted} beats in {stats.elapsed_s:.1f} s ({stats.rate_hz:,.0f}/s), "
+        f"done: {stats.attempted} beats in {stats.elapsed_s:.3f} s ({stats.rate_hz:,.1f}/s), "
         f"{stats.acknowledged} acknowledged, {stats.errors} errors",
         flush=True,
     )

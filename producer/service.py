@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from beatwatch.exposition import MetricsServer
 from beatwatch.kafka import BEATS_TOPIC, KafkaSettings, ensure_topics
 from beatwatch.metrics import ProducerMetrics
+from beatwatch.partitioner import CachedKeyPartitioner
 from beatwatch.wire import Beat, encode
 from producer.pacing import Pacer
 from producer.source import ReplaySource, stream_id
@@ -108,6 +109,7 @@ def run(
     producer = KafkaProducer(
         **settings.kafka.client_kwargs(), acks="all", linger_ms=settings.linger_ms,
         batch_size=256 * 1024,
+        partitioner=CachedKeyPartitioner(),
     )  # fmt: skip
     stats = ProducerStats()
     lock = threading.Lock()

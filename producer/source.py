@@ -83,6 +83,7 @@ def load_source(
     normal_label: float,
     rows: str | None = None,
     rows_from: str | None = None,
+    only_normal: bool = False,
 ) -> ReplaySource:
     """Load the data set and select the rows to replay.
 
@@ -92,6 +93,7 @@ def load_source(
         normal_label: the label value of normal rows (CSV only).
         rows: row ranges to replay, or None for all.
         rows_from: ``DIR[:split]`` of an artifact whose recorded rows to replay.
+        only_normal: keep only the selected rows labelled normal (a false-alarm soak).
     """
     from beatwatch.data import load_csv, load_ecg5000
 
@@ -113,6 +115,10 @@ def load_source(
         selected = parse_row_ranges(rows, n_rows)
     else:
         selected = np.arange(n_rows)
+    if only_normal:
+        selected = selected[dataset.normal[selected]]
+        if selected.size == 0:
+            raise ConfigError("--only-normal: the selected rows hold no normal beat")
     labels = dataset.normal[selected].astype(np.int64)
     return ReplaySource(samples=dataset.x[selected], labels=labels, rows=selected)
 

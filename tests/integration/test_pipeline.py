@@ -15,7 +15,7 @@ from beatwatch import promtext
 from beatwatch.artifact import load_artifact
 from beatwatch.data import load_ecg5000
 from beatwatch.kafka import KafkaSettings
-from beatwatch.wire import BINARY_CONTENT_TYPE
+from beatwatch.wire import BINARY_CONTENT_TYPE, BINARY_PREFIX
 from detector.batch import DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
 from producer.service import ProducerSettings
 from producer.service import run as produce
@@ -116,8 +116,8 @@ BAD_MESSAGES: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]], st
     (b"p-x", orjson.dumps({"stream": "p-x", "seq": 1, "ts_ms": 1, "samples": [0.1] * 139 + [1e39]}), [], "non-finite"),
     (b"p-x", b"[" + b"0.1," * 20_000 + b"0.1]", [], "too-large"),
     (b"p-x", b"", [], "empty"),
-    (b"p-x", np.full(140, np.nan, "<f4").tobytes(),
-     [("content-type", BINARY_CONTENT_TYPE.encode()), ("bw-seq", b"1"), ("bw-ts-ms", b"1")], "non-finite"),
+    (b"p-x", BINARY_PREFIX.pack(1, 1, 1, 1, 0) + np.full(140, np.nan, "<f4").tobytes(),
+     [("content-type", BINARY_CONTENT_TYPE.encode())], "non-finite"),
     (None, b"\x01" * 560, [("content-type", BINARY_CONTENT_TYPE.encode())], "missing-key"),
     (b"p-x", b"garbage", [("content-type", b"text/plain")], "content-type"),
     (b"p-x", orjson.dumps({"stream": "p-x", "seq": "one", "ts_ms": 1, "samples": [0.1] * 140}), [], "schema"),

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from beatwatch.errors import InvalidBeat
-from beatwatch.wire import BINARY_CONTENT_TYPE, Beat, decode, encode
+from beatwatch.wire import BINARY_CONTENT_TYPE, BINARY_PREFIX, Beat, decode, encode
 
 LENGTH = 140
 
@@ -29,10 +29,33 @@ def test_round_trip_keeps_every_field(fmt, label):
     assert decoded.samples.dtype == np.float32
 
 
-def test_binary_is_compact_float32():
+def test_binary_is_a_20_byte_prefix_then_float32_and_one_header():
     _, value, headers = encode(make_beat(), "binary")
-    assert len(value) == LENGTH * 4
-    assert ("content-type", BINARY_CONTENT_TYPE.encode()) in headers
+    assert len(value) == 20 + LENGTH * 4
+    assert BINARY_PREFIX.unpack_from(value) == (1234, 1763822400123, 1, 1, 0)
+    assert headers == [("content-type", BINARY_CONTENT_TYPE.encode())]
+
+
+def test_binary_without_label_marks_it_255():
+    key, value, headers = encode(make_beat(label=None), "binary")
+    assert value[16] == 255
+    assert decode(key, value, headers, expected_length=LENGTH).label is None
+
+
+@pytest.mark.parametrize(
+    ("prefix", "reason"),
+    [
+        ((1, 1, 1, 2, 0), "schema"),  # unknown version
+        ((1, 1, 7, 1, 0), "schema"),  # label not 0, 1 or 255
+        ((2**63, 1, 1, 1, 0), "schema"),  # seq beyond int64
+    ],
+)
+def test_bad_binary_prefix_is_refused(prefix, reason):
+    value = BINARY_PREFIX.pack(*prefix) + np.zeros(LENGTH, "<f4").tobytes()
+    headers = [("content-type", BINARY_CONTENT_TYPE.encode())]
+    with pytest.raises(InvalidBeat) as caught:
+        decode(b"p-1", value, headers, expected_length=LENGTH)
+    assert caught.value.reason == reason
 
 
 def test_json_matches_the_documented_shape():
@@ -85,10 +108,10 @@ def test_invalid_messages_are_refused_with_a_reason(key, value, headers, reason)
 def test_nan_in_binary_is_non_finite():
     beat = make_beat()
     key, value, headers = encode(beat, "binary")
-    samples = np.frombuffer(value, dtype="<f4").copy()
+    samples = np.frombuffer(value, dtype="<f4", offset=20).copy()
     samples[3] = np.nan
     with pytest.raises(InvalidBeat) as caught:
-        decode(key, samples.tobytes(), headers, expected_length=LENGTH)
+        decode(key, value[:20] + samples.tobytes(), headers, expected_length=LENGTH)
     assert caught.value.reason == "non-finite"
 
 
