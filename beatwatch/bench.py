@@ -9,7 +9,8 @@ partitions pre-filled with ECG5000 beats, it measures:
 (d) scoring alone: the detector's batched compiled call;
 (e) produce->alert latency at offered loads, read off the alerts topic;
 (f) the producer: maximum replay rate and pacing error at a target rate;
-(g) the detector's resident memory over about a million beats.
+(g) the detector's resident memory over about a million beats;
+(h) two detector processes in one group against one.
 
 Absolute figures depend on the machine; the ratios (b)/(a), (b)/(c), (d)/(b)
 measured in one run do not. Nothing here passes or fails: it prints a table
@@ -125,9 +126,12 @@ class Bench:
 
     @contextlib.contextmanager
     def detector(
-        self, topic: str, alerts: str, name: str
+        self, topic: str, alerts: str, name: str, group: str | None = None, wait: bool = True
     ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-        """Run a detector process in a fresh group; yield it and its metrics URL."""
+        """Run a detector process in a fresh group; yield it and its metrics URL.
+
+        With ``wait`` it yields once the detector is ready (partitions assigned).
+        """
         port = free_port()
         log_path = self.logs / f"detector-{name}.log"
         command = [
@@ -145,7 +149,7 @@ class Bench:
             "--dlq-topic",
             self.topic("dlq"),
             "--group-id",
-            f"g-{topic}-{name}",
+            f"g-{topic}-{group or name}",
             "--metrics-port",
             str(port),
             "--metrics-host",
@@ -157,7 +161,8 @@ class Bench:
         ]
         with child(command, log_path) as process:
             url = f"http://127.0.0.1:{port}"
-            wait_ready(f"{url}/ready", process, log_path, timeout_s=120)
+            if wait:
+                wait_ready(f"{url}/ready", process, log_path, timeout_s=120)
             yield process, url
 
     # -- measurements ------------------------------------------------------------
@@ -225,6 +230,43 @@ class Bench:
             self.results[f"b_detector_{case}_alerts"] = promtext.value(
                 samples, "beatwatch_alerts_total"
             )
+
+    def scaling(self) -> None:
+        """(h) Two detector processes in one group on a 4-partition topic, 2 partitions each.
+
+        Both start together so they usually join in one round; the clock starts
+        once both hold two partitions, and only beats scored after that count.
+        """
+        topic, n = self.topic("scaling"), 2 * self.sizes.drain_beats
+        ensure_topics(self.kafka, {topic: PARTITIONS})
+        self.produce(topic, "binary", n, 0, "prefill-scaling")
+        alerts = self.topic("alerts-scaling")
+        with (
+            self.detector(topic, alerts, "scale", group="scaling", wait=False) as (_, first),
+            self.detector(topic, alerts, "scale-2", group="scaling", wait=False) as (_, second),
+        ):
+            urls = [f"{first}/metrics", f"{second}/metrics"]
+
+            def both() -> list[promtext.Samples]:
+                return [promtext.scrape(url) for url in urls]
+
+            deadline = time.monotonic() + 120
+            scraped: list[promtext.Samples] = []
+            while time.monotonic() < deadline:
+                with contextlib.suppress(OSError):  # endpoints come up with the model
+                    scraped = both()
+                if [promtext.value(x, "beatwatch_assigned_partitions") for x in scraped] == [2, 2]:
+                    break
+                time.sleep(0.02)
+            start_scored = sum(promtext.value(x, "beatwatch_beats_scored_total") for x in scraped)
+            started = time.perf_counter()
+            scored = start_scored
+            while scored < n and time.monotonic() < deadline + 600:
+                scored = sum(promtext.value(x, "beatwatch_beats_scored_total") for x in both())
+                time.sleep(0.02)
+            elapsed = time.perf_counter() - started
+        self.results["h_two_detectors_binary_beats_per_s"] = (scored - start_scored) / elapsed
+        self.results["h_two_detectors_beats_counted"] = scored - start_scored
 
     def model_speed(self) -> None:
         """(c) ``model.predict`` per beat, the course way; (d) the batched compiled call."""
@@ -373,6 +415,12 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         b = results.get(f"b_detector_{case}_beats_per_s")
         if a and b:
             out[f"(b)/(a) {CASE_TITLES[case]}"] = b / a
+    one, two = (
+        results.get("b_detector_binary_beats_per_s"),
+        results.get("h_two_detectors_binary_beats_per_s"),
+    )
+    if one and two:
+        out["(h)/(b) two detectors / one, binary"] = two / one
     c = results.get("c_course_predict_per_beat_beats_per_s")
     d = results.get("d_scoring_only_beats_per_s")
     for case in ("json", "binary"):
@@ -399,6 +447,8 @@ def render(results: dict[str, Any]) -> str:
         ("(d) scoring only, batched compiled call", results.get("d_scoring_only_beats_per_s")),
         ("(f) producer max rate, JSON", results.get("f_producer_max_json_beats_per_s")),
         ("(f) producer max rate, binary", results.get("f_producer_max_binary_beats_per_s")),
+        ("(h) two detector processes, binary, ECG5000",
+         results.get("h_two_detectors_binary_beats_per_s")),
     ]  # fmt: skip
     lines = [f"{'measure':<56}{'value':>12}  unit", "-" * 76]
     lines += [f"{name:<56}{value:>12,.0f}  beats/s" for name, value in rows if value is not None]
@@ -439,7 +489,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         "--only",
         default="",
-        help="comma list of parts to run: a,b,c,d,e,f,g (default all)",
+        help="comma list of parts to run: a,b,c,d,e,f,g,h (default all)",
         env="BEATWATCH_BENCH_ONLY",
     )
 
@@ -447,7 +497,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table, write JSON."""
     sizes = BenchSizes.quick() if args.quick else BenchSizes()
-    parts = set(args.only.replace(" ", "").split(",")) if args.only else set("abcdefg")
+    parts = set(args.only.replace(" ", "").split(",")) if args.only else set("abcdefgh")
     logs = Path(tempfile.mkdtemp(prefix="beatwatch-bench-"))
     print(f"beatwatch bench ({'quick' if args.quick else 'full'}); logs in {logs}", flush=True)
     external = os.environ.get("BEATWATCH_BOOTSTRAP_SERVERS")
@@ -476,6 +526,8 @@ def main(args: argparse.Namespace) -> int:
             steps.append(("e", "(e)+(f) latency at offered loads", bench.latency))
         if "g" in parts:
             steps.append(("g", "(g) detector memory", bench.memory))
+        if "h" in parts:
+            steps.append(("h", "(h) two detector processes", bench.scaling))
         for _, title, step in steps:
             print(f"measuring {title} ...", flush=True)
             step()

@@ -1,0 +1,50 @@
+"""The README's main job and the benchmark, run as a user runs them (smoke sizes for the bench)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+BEATWATCH = [sys.executable, "-m", "beatwatch.cli"]
+
+
+def test_demo_finishes_on_its_own_and_matches_the_offline_scoring(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*BEATWATCH, "demo", "--rate", "1000", "--logs", str(tmp_path)],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    print(result.stdout[-1500:])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "live alerts match exactly" in result.stdout
+    assert "beats replayed/scored   1000 / 1000" in result.stdout
+    # Nothing left behind: broker, detector and producer have all exited.
+    pids = [int(line) for line in (tmp_path / "pids").read_text().split()]
+    assert len(pids) == 3
+    for pid in pids:
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )
+
+
+def test_bench_quick_runs_every_measurement(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [*BEATWATCH, "bench", "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    print(result.stdout[-3000:])
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    for key in ("a_ceiling_json_beats_per_s", "b_detector_binary_beats_per_s",
+                "c_course_predict_per_beat_beats_per_s", "d_scoring_only_beats_per_s",
+                "f_producer_max_binary_beats_per_s", "g_memory"):  # fmt: skip
+        assert figures[key], key
+    # At smoke sizes the first detector to join may drain the topic alone; the key must exist.
+    assert figures["h_two_detectors_beats_counted"] >= 0
+    assert figures["e_latency_200hz"]["alerts"] > 0
+    assert "(b)/(a) binary, ECG5000 (42% alert)" in figures["ratios"]
