@@ -19,13 +19,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BW) demo
 
-# Debian tools the deployment tests use (promtool, docker-compose, kcat); installed
+# Debian tools the deployment tests use (promtool, docker-compose); installed
 # only when missing and when we may (root), so a developer machine is left alone.
 system-deps:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
-	command -v kcat >/dev/null || missing="$$missing kcat"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
