@@ -40,7 +40,7 @@ import numpy as np
 from beatwatch import promtext
 from beatwatch.broker import EmbeddedBroker, free_port
 from beatwatch.errors import ConfigError
-from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.kafka import FETCH_MAX_WAIT_MS, KafkaSettings, ensure_topics
 from beatwatch.processes import child, wait_ready
 from beatwatch.settings import add_flag, add_option
 
@@ -187,10 +187,12 @@ class Bench:
 
         from beatwatch.wire import decode
 
+        # The detector's own fetch settings, so the two differ only in what they do per beat.
         consumer = KafkaConsumer(
             **self.kafka.client_kwargs(),
             enable_auto_commit=False,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(tps)

@@ -17,7 +17,13 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from beatwatch.alert import decode_alert
-from beatwatch.kafka import ALERTS_TOPIC, KafkaSettings, add_kafka_options, kafka_settings_from_args
+from beatwatch.kafka import (
+    ALERTS_TOPIC,
+    FETCH_MAX_WAIT_MS,
+    KafkaSettings,
+    add_kafka_options,
+    kafka_settings_from_args,
+)
 from beatwatch.settings import add_flag, add_option, non_negative_float, non_negative_int
 from beatwatch.signals import stop_on_signals
 
@@ -68,8 +74,7 @@ def iter_alerts(
         auto_offset_reset="earliest" if from_beginning else "latest",
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
-        # tansu holds a fetch for the whole max wait even when data arrives; keep it short.
-        fetch_max_wait_ms=5,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
     try:
         if group_id is None:

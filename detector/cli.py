@@ -10,6 +10,7 @@ from beatwatch.kafka import (
     ALERTS_TOPIC,
     BEATS_TOPIC,
     DLQ_TOPIC,
+    FETCH_MAX_WAIT_MS,
     add_kafka_options,
     kafka_settings_from_args,
 )
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                help="most beats scored per model call (the poll's max_records)")  # fmt: skip
     add_option(parser, "--poll-timeout-ms", default=100, type=non_negative_int,
                help="longest wait for beats when none are pending")  # fmt: skip
-    add_option(parser, "--fetch-max-wait-ms", default=5, type=non_negative_int,
+    add_option(parser, "--fetch-max-wait-ms", default=FETCH_MAX_WAIT_MS, type=non_negative_int,
                help="longest the broker holds a fetch when no beats are pending")  # fmt: skip
     add_option(parser, "--session-timeout-ms", default=10_000, type=positive_int,
                help="consumer group session timeout")  # fmt: skip

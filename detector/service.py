@@ -24,7 +24,14 @@ from kafka import ConsumerRebalanceListener
 from prometheus_client import CollectorRegistry
 
 from beatwatch.exposition import MetricsServer
-from beatwatch.kafka import ALERTS_TOPIC, BEATS_TOPIC, DLQ_TOPIC, KafkaSettings, ensure_topics
+from beatwatch.kafka import (
+    ALERTS_TOPIC,
+    BEATS_TOPIC,
+    DLQ_TOPIC,
+    FETCH_MAX_WAIT_MS,
+    KafkaSettings,
+    ensure_topics,
+)
 from beatwatch.metrics import DetectorMetrics
 from beatwatch.partitioner import CachedKeyPartitioner
 from detector.batch import BatchOutcome, ModelContext, Outgoing, process_batch
@@ -53,7 +60,7 @@ class DetectorSettings:
     metrics_host: str = "0.0.0.0"
     retry_backoff_max_s: float = 10.0
     publish_retry_backoff_s: float = 0.5
-    fetch_max_wait_ms: int = 5
+    fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
     create_topics: bool = True
 
 

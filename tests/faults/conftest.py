@@ -1,0 +1,26 @@
+"""Fault-injection fixtures: the shared embedded broker, an always-alerting artifact, beats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from beatwatch.data import load_ecg5000
+from tests.faults.support import all_alert_artifact
+
+# The session broker and unique topic prefixes of the integration tests.
+from tests.integration.conftest import kafka_bootstrap, topic_prefix  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def all_alert_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test artifact with a threshold every beat exceeds (see ``all_alert_artifact``)."""
+    return all_alert_artifact(Path(tmp_path_factory.mktemp("models")) / "all-alert")
+
+
+@pytest.fixture(scope="session")
+def ecg_samples() -> np.ndarray:
+    """All ECG5000 beats, ``(4998, 140)`` float32."""
+    return np.asarray(load_ecg5000().x, dtype=np.float32)
