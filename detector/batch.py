@@ -9,6 +9,7 @@ makes the accounting testable without a broker.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -92,6 +93,7 @@ class BatchOutcome:
         invalid_reasons: count of dead letters per reason.
         scores: scores of the valid beats, in record order.
         latency_s: now minus each valid beat's ``ts_ms``, seconds.
+        scoring_s: time of the one batched model call.
         next_offsets: ``(topic, partition) -> offset to commit``.
     """
 
@@ -100,6 +102,7 @@ class BatchOutcome:
     invalid_reasons: Counter[str] = field(default_factory=Counter)
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     latency_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    scoring_s: float = 0.0
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property
@@ -163,7 +166,9 @@ def process_batch(
         return outcome
 
     samples = np.stack([beat.samples for beat in beats])
+    scoring_started = time.perf_counter()
     scores, per_sample_error = scorer.score(samples)
+    outcome.scoring_s = time.perf_counter() - scoring_started
     # Finite samples far outside the training range (say 3e38) overflow the
     # model's arithmetic; such a beat cannot be scored, and building its alert
     # would raise and stop the loop on every redelivery (a poison pill).
