@@ -23,6 +23,7 @@ import numpy as np
 from kafka import ConsumerRebalanceListener
 from prometheus_client import CollectorRegistry
 
+from beatwatch.errors import ConfigError
 from beatwatch.exposition import MetricsServer
 from beatwatch.kafka import (
     ALERTS_TOPIC,
@@ -77,13 +78,23 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
         for tp in revoked:
             self.partitions.discard(tp)
             self._forget_lag(tp.partition)
-        self._metrics.assigned_partitions.set(len(self.partitions))
+        self._publish_state()
         log.info("partitions revoked: %s", _names(revoked))
 
     def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
         self.partitions.update(assigned)
-        self._metrics.assigned_partitions.set(len(self.partitions))
+        self._publish_state()
         log.info("partitions assigned: %s", _names(assigned))
+
+    def _publish_state(self) -> None:
+        # The model is loaded before the consumer exists, so ready == assigned.
+        self._metrics.assigned_partitions.set(len(self.partitions))
+        self._metrics.ready.set(1 if self.partitions else 0)
+
+    def clear(self) -> None:
+        """Forget every partition (the consumer closed)."""
+        self.partitions.clear()
+        self._publish_state()
 
     def _forget_lag(self, partition: int) -> None:
         with contextlib.suppress(KeyError):
@@ -187,9 +198,7 @@ class Detector:
                     settings.kafka.bootstrap_servers, settings.group_id, settings.beats_topic,
                 )  # fmt: skip
                 return True
-            except Exception as exc:  # ConfigError from ensure_topics, KafkaError from clients
-                if not isinstance(exc, KafkaError) and type(exc).__name__ != "ConfigError":
-                    raise
+            except (KafkaError, ConfigError) as exc:  # ConfigError: ensure_topics timed out
                 self.metrics.broker_errors.inc()
                 log.warning(
                     "broker %s not reachable (%s); retrying in %.1f s",
@@ -340,7 +349,7 @@ class Detector:
         if self.consumer is not None:
             self.consumer.close(autocommit=False)
             self.consumer = None
-        self.assignment.partitions.clear()
+        self.assignment.clear()
 
 
 def run(

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -35,85 +33,35 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.deploy_support import (
+    DEPLOY,
+    REPO,
+    RULES,
+    RULES_TEST,
+    SYNTHETIC_METRICS,
+    dashboard_exprs,
+    exported_names,
+    promql_metric_names,
+    require_tool,
+    rules,
+    run_tool,
+)
+
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus.yml"
-RULES = DEPLOY / "rules" / "beatwatch.rules.yml"
-RULES_TEST = DEPLOY / "rules" / "beatwatch.rules.test.yml"
-DASHBOARD = DEPLOY / "grafana" / "dashboards" / "beatwatch.json"
 # The shipped model; BEATWATCH_TEST_MODEL points the live tests at another artifact.
 MODEL = Path(os.environ.get("BEATWATCH_TEST_MODEL") or REPO / "models" / "ecg5000")
 BEATWATCH = [sys.executable, "-m", "beatwatch.cli"]
 BEATS_FED = 300  # beats the producer sends to the detector under test
 STARTUP_TIMEOUT_S = 180.0
-SYNTHETIC_METRICS = {"up"}
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
-                "unless", "bool", "offset", "inf", "nan"}  # fmt: skip
 # Grafana's interval variables, replaced by a duration so promtool can parse the query.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h"}
 
 
-def require_tool(name: str) -> str:
-    """Path of a Debian tool; fail under CI (``CI=true``), else skip, when it is missing."""
-    path = shutil.which(name)
-    if path:
-        return path
-    reason = f"{name} not installed (Debian packages: `make system-deps`)"
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def run_tool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a tool from the repository root; capture its output."""
-    return subprocess.run(
-        args, input=stdin, capture_output=True, text=True, cwd=REPO, timeout=120, check=False
-    )
-
-
-def promql_metric_names(expr: str) -> set[str]:
-    """Metric names an expression selects (functions, keywords and labels removed)."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    text = re.sub(r"\{[^}]*\}", " ", text)
-    text = re.sub(r"\[[^\]]*\]", " ", text)
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    names: set[str] = set()
-    for match in re.finditer(r"(?<![\w:.$])[a-zA-Z_:][\w:]*", text):
-        name = match.group(0)
-        if text[match.end() :].lstrip().startswith("(") or name.lower() in PROMQL_WORDS:
-            continue
-        names.add(name)
-    return names
-
-
 def rule_exprs() -> list[str]:
     """Every expression of the rules file."""
-    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
-    return [rule["expr"] for group in groups for rule in group["rules"]]
-
-
-def dashboard_exprs() -> list[str]:
-    """Every PromQL expression of the Grafana dashboard."""
-    panels = json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
-    panels = panels + [child for panel in panels for child in panel.get("panels", [])]
-    return [target["expr"] for panel in panels for target in panel.get("targets", [])]
-
-
-def exported_names(exposition: str) -> set[str]:
-    """Every series name an exposition text holds or declares (labelled families too)."""
-    suffixes = {
-        "counter": ("_total", "_created"),
-        "histogram": ("_bucket", "_sum", "_count", "_created"),
-        "summary": ("", "_sum", "_count", "_created"),
-        "info": ("_info",),
-    }
-    names: set[str] = set()
-    for family in text_string_to_metric_families(exposition):
-        names.update(sample.name for sample in family.samples)
-        names.update(family.name + s for s in suffixes.get(family.type, ("",)))
-    return names
+    return [rule["expr"] for rule in rules()]
 
 
 def sample_value(exposition: str, name: str) -> float:

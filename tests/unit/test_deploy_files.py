@@ -13,37 +13,40 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import yaml  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from beatwatch.metrics import BatchHistogram, CalibrationSummary, DetectorMetrics, ProducerMetrics
+from tests.deploy_support import (
+    DASHBOARD,
+    DEPLOY,
+    REPO,
+    RULES,
+    RULES_TEST,
+    SYNTHETIC_METRICS,
+    dashboard_exprs,
+    dashboard_panels,
+    exported_names,
+    load_yaml,
+    promql_metric_names,
+    require_tool,
+    rules,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy"
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 PROMETHEUS = DEPLOY / "prometheus.yml"
-RULES = DEPLOY / "rules" / "beatwatch.rules.yml"
-RULES_TEST = DEPLOY / "rules" / "beatwatch.rules.test.yml"
-DASHBOARD = DEPLOY / "grafana" / "dashboards" / "beatwatch.json"
 DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 DASHBOARD_PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards" / "beatwatch.yml"
 DOCS = REPO / "docs" / "deployment.md"
 
 APP_SERVICES = {"detector": "detect", "producer": "produce", "alerts": "alerts", "trainer": "train"}
 # Names Prometheus itself creates for every target.
-SYNTHETIC_METRICS = {"up"}
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
-                "unless", "bool", "offset", "inf", "nan"}  # fmt: skip
 # What the issue asks of the rules and the dashboard: a phrase each must cover.
 REQUIRED_ALERT_METRICS = {
     "detector down": "up",
@@ -64,48 +67,9 @@ REQUIRED_PANEL_METRICS = {
 }
 
 
-def load_yaml(path: Path) -> Any:
-    """Parse one YAML file."""
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def promql_metric_names(expr: str) -> set[str]:
-    """Metric names an expression selects (functions, keywords and labels removed)."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    text = re.sub(r"\{[^}]*\}", " ", text)
-    text = re.sub(r"\[[^\]]*\]", " ", text)
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    names: set[str] = set()
-    for match in re.finditer(r"(?<![\w:.$])[a-zA-Z_:][\w:]*", text):
-        name = match.group(0)
-        if text[match.end() :].lstrip().startswith("(") or name.lower() in PROMQL_WORDS:
-            continue
-        names.add(name)
-    return names
-
-
-def rules() -> list[dict[str, Any]]:
-    """Every rule of the rules file."""
-    return [rule for group in load_yaml(RULES)["groups"] for rule in group["rules"]]
-
-
 def alert_rules() -> list[dict[str, Any]]:
     """The alerting rules."""
     return [rule for rule in rules() if "alert" in rule]
-
-
-def dashboard_panels() -> list[dict[str, Any]]:
-    """All panels of the dashboard, rows' children included."""
-    panels: list[dict[str, Any]] = []
-    for panel in json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]:
-        panels.append(panel)
-        panels.extend(panel.get("panels", []))
-    return panels
-
-
-def dashboard_exprs() -> list[str]:
-    """Every PromQL expression of the dashboard."""
-    return [t["expr"] for p in dashboard_panels() for t in p.get("targets", [])]
 
 
 def _observe_once(metric: object) -> None:
@@ -138,21 +102,6 @@ def contract_exposition() -> str:
         for value in vars(metrics).values():
             _observe_once(value)
     return generate_latest(registry).decode()
-
-
-def exported_names(exposition: str) -> set[str]:
-    """Every series name the exposition text holds or declares."""
-    names: set[str] = set()
-    suffixes = {
-        "counter": ("_total", "_created"),
-        "histogram": ("_bucket", "_sum", "_count", "_created"),
-        "summary": ("", "_sum", "_count", "_created"),
-        "info": ("_info",),
-    }
-    for family in text_string_to_metric_families(exposition):
-        names.update(sample.name for sample in family.samples)
-        names.update(family.name + s for s in suffixes.get(family.type, ("",)))
-    return names
 
 
 @pytest.fixture(scope="module")
@@ -191,17 +140,6 @@ def test_every_metric_in_rules_and_dashboard_is_in_the_metrics_contract():
             used.setdefault(name, f"dashboard: {expr}")
     unknown = {name: where for name, where in used.items() if name not in exported}
     assert not unknown, f"not exported by beatwatch.metrics: {unknown}"
-
-
-def require_tool(name: str) -> str:
-    """Path of a Debian tool; fail under CI (``CI=true``), else skip, when it is missing."""
-    path = shutil.which(name)
-    if path:
-        return path
-    reason = f"{name} not installed (Debian packages: `make system-deps`)"
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def test_metric_names_pass_promtool_check_metrics():
