@@ -40,10 +40,11 @@ def test_bench_quick_runs_every_measurement(tmp_path: Path) -> None:
     print(result.stdout[-3000:])
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(out.read_text())
-    for key in ("a_ceiling_json_beats_per_s", "b_detector_binary_beats_per_s",
-                "c_course_predict_per_beat_beats_per_s", "d_scoring_only_beats_per_s",
-                "f_producer_max_binary_beats_per_s", "g_memory"):  # fmt: skip
+    for key in ("a_ceiling_json_beats_per_s", "c_course_predict_per_beat_beats_per_s",
+                "d_scoring_only_beats_per_s", "f_producer_max_binary_beats_per_s", "g_memory"):  # fmt: skip
         assert figures[key], key
+    # At smoke sizes a drain can finish between two scrapes (reported as 0): present, not timed.
+    assert figures["b_detector_binary_beats_per_s"] >= 0
     # At smoke sizes the first detector to join may drain the topic alone; the key must exist.
     assert figures["h_two_detectors_beats_counted"] >= 0
     assert figures["e_latency_200hz"]["alerts"] > 0
