@@ -154,7 +154,8 @@ def main(args: argparse.Namespace) -> int:
     config_path = model_dir / "artifact.json"
     if not config_path.is_file():
         raise ConfigError(f"no model at {model_dir}: run `make train` (or pass --model)")
-    rows: list[int] = json.loads(config_path.read_text())["data"]["rows"]["test"]
+    config = json.loads(config_path.read_text())
+    rows: list[int] = config["data"]["rows"]["test"]
     dataset = load_ecg5000() if args.data is None else load_csv(args.data)
     labels = [int(v) for v in dataset.normal[np.array(rows)]]
     logs = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="beatwatch-demo-"))
@@ -222,7 +223,8 @@ def main(args: argparse.Namespace) -> int:
         "\ncomparing with an offline scoring of the same rows by the same artifact ...", flush=True
     )
     expected = offline_alert_keys(model_dir, args.data, rows, args.streams)
-    return summarize(samples, alerts, labels, expected, elapsed_s, metrics_url)
+    recorded: dict[str, Any] = config.get("evaluation", {})
+    return summarize(samples, alerts, labels, expected, recorded, elapsed_s, metrics_url)
 
 
 def summarize(
@@ -230,10 +232,14 @@ def summarize(
     alerts: LiveAlerts,
     labels: list[int],
     expected: set[tuple[str, int]],
+    recorded: dict[str, Any],
     elapsed_s: float,
     metrics_url: str,
 ) -> int:
-    """Print the summary; return 0 when the live alerts are exactly the offline ones."""
+    """Print the summary; return 0 when the live alerts are exactly the offline ones.
+
+    ``recorded`` is the trainer's evaluation of the same test rows (artifact.json).
+    """
     scored = int(promtext.value(samples, "beatwatch_beats_scored_total"))
     abnormal = labels.count(0)
     true_pos = alerts.by_label.get(0, 0)
@@ -245,6 +251,7 @@ def summarize(
     p99 = promtext.histogram_quantile(samples, "beatwatch_end_to_end_latency_seconds", 0.99)
     match = alerts.keys == expected
     dead_letters = promtext.value(samples, "beatwatch_dead_letters_total")
+    nan = float("nan")
     print(
         "\n".join([
             "beatwatch demo summary",
@@ -253,8 +260,11 @@ def summarize(
             f"(+{alerts.duplicates} duplicate deliveries dropped)",
             f"  dead letters            {int(dead_letters)}",
             f"  true/false positives    {true_pos} / {false_pos} of {abnormal} abnormal beats",
-            f"  precision {precision:.3f}  recall {recall:.3f}  accuracy {accuracy:.3f}",
-            f"  end-to-end latency      p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms",
+            f"  live:    precision {precision:.4f}  recall {recall:.4f}  accuracy {accuracy:.4f}",
+            f"  trainer: precision {recorded.get('precision', nan):.4f}  "
+            f"recall {recorded.get('recall', nan):.4f}  "
+            f"accuracy {recorded.get('accuracy', nan):.4f}  (artifact.json, same rows)",
+            f"  beat -> scored latency  p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms",
             f"  offline scoring of the same rows: {len(expected)} alerts; live alerts "
             + ("match exactly" if match else f"DIFFER ({len(alerts.keys ^ expected)} beats)"),
             f"  metrics were at {metrics_url}/metrics (the demo has stopped everything)",

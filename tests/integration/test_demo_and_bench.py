@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,11 @@ def test_demo_finishes_on_its_own_and_matches_the_offline_scoring(tmp_path: Path
     assert result.returncode == 0, result.stderr[-2000:]
     assert "live alerts match exactly" in result.stdout
     assert "beats replayed/scored   1000 / 1000" in result.stdout
+    # The live precision, recall and accuracy are the trainer's evaluation of the same rows.
+    live = re.search(r"live:\s+(precision .*)", result.stdout)
+    trainer = re.search(r"trainer: (precision .*?)\s+\(artifact", result.stdout)
+    assert live and trainer
+    assert live.group(1).split() == trainer.group(1).split()
     # Nothing left behind: broker, detector and producer have all exited.
     pids = [int(line) for line in (tmp_path / "pids").read_text().split()]
     assert len(pids) == 3
