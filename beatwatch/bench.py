@@ -93,33 +93,21 @@ class Bench:
         return f"bench-{self._run_id}-{name}"
 
     # -- processes ---------------------------------------------------------------
+    def producer_command(
+        self, topic: str, fmt: str, limit: int, rate_hz: float, *extra: str
+    ) -> list[str]:
+        """The command line of a producer process replaying ECG5000 in a loop."""
+        return [sys.executable, "-m", "producer", "--bootstrap-servers", self.bootstrap,
+                "--beats-topic", topic, "--format", fmt, "--limit", str(limit), "--loop",
+                "--rate", str(rate_hz), "--streams", "64", "--progress-interval-s", "0",
+                *extra]  # fmt: skip
+
     def produce(
         self, topic: str, fmt: str, limit: int, rate_hz: float, name: str, *extra: str
     ) -> float:
-        """Run the producer process; return its achieved beats/s."""
+        """Run the producer process to the end; return its achieved beats/s."""
         log_path = self.logs / f"producer-{name}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "producer",
-            "--bootstrap-servers",
-            self.bootstrap,
-            "--beats-topic",
-            topic,
-            "--format",
-            fmt,
-            "--limit",
-            str(limit),
-            "--loop",
-            "--rate",
-            str(rate_hz),
-            "--streams",
-            "64",
-            "--progress-interval-s",
-            "0",
-            *extra,
-        ]
-        with child(command, log_path) as process:
+        with child(self.producer_command(topic, fmt, limit, rate_hz, *extra), log_path) as process:
             process.wait()
         match = DONE_LINE.search(log_path.read_text())
         if process.returncode != 0 or match is None:
@@ -368,24 +356,7 @@ class Bench:
         ensure_topics(self.kafka, {beats: PARTITIONS, alerts: PARTITIONS})
         n = self.sizes.memory_beats
         with self.detector(beats, alerts, "memory") as (process, url):
-            command = [
-                sys.executable,
-                "-m",
-                "producer",
-                "--bootstrap-servers",
-                self.bootstrap,
-                "--beats-topic",
-                beats,
-                "--format",
-                "binary",
-                "--limit",
-                str(n),
-                "--loop",
-                "--rate",
-                "0",
-                "--progress-interval-s",
-                "0",
-            ]
+            command = self.producer_command(beats, "binary", n, 0)
             trace: list[tuple[float, float]] = []
             with child(command, self.logs / "producer-memory.log"):
                 scored = 0.0
