@@ -15,6 +15,7 @@ import json
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,34 +117,30 @@ def _keras_config(model_file: Path) -> dict[str, Any]:
     return config
 
 
-def _class_names(node: Any) -> list[str]:
-    """Every ``class_name`` anywhere in a Keras config tree."""
-    found: list[str] = []
+def _config_dicts(node: Any) -> Iterator[dict[str, Any]]:
+    """Every dict anywhere in a Keras config tree (depth first)."""
     if isinstance(node, dict):
-        if isinstance(node.get("class_name"), str):
-            found.append(node["class_name"])
+        yield node
         for value in node.values():
-            found.extend(_class_names(value))
+            yield from _config_dicts(value)
     elif isinstance(node, list):
         for value in node:
-            found.extend(_class_names(value))
-    return found
+            yield from _config_dicts(value)
+
+
+def _class_names(node: Any) -> list[str]:
+    """Every ``class_name`` anywhere in a Keras config tree."""
+    return [d["class_name"] for d in _config_dicts(node) if isinstance(d.get("class_name"), str)]
 
 
 def _input_lengths(node: Any) -> list[int]:
     """The last dimension of every ``batch_shape``/``batch_input_shape`` in a config tree."""
-    found: list[int] = []
-    if isinstance(node, dict):
-        for key in ("batch_shape", "batch_input_shape"):
-            shape = node.get(key)
-            if isinstance(shape, list) and shape and isinstance(shape[-1], int):
-                found.append(shape[-1])
-        for value in node.values():
-            found.extend(_input_lengths(value))
-    elif isinstance(node, list):
-        for value in node:
-            found.extend(_input_lengths(value))
-    return found
+    return [
+        shape[-1]
+        for d in _config_dicts(node)
+        for key in ("batch_shape", "batch_input_shape")
+        if isinstance(shape := d.get(key), list) and shape and isinstance(shape[-1], int)
+    ]
 
 
 def load_artifact(path: str | Path) -> Artifact:
