@@ -19,7 +19,7 @@ import numpy as np
 
 from beatwatch.alert import build_alert, encode_alert, explain_batch
 from beatwatch.errors import InvalidBeat
-from beatwatch.wire import Beat, Headers, decode
+from beatwatch.wire import Headers, decode_batch
 
 log = logging.getLogger(__name__)
 
@@ -136,66 +136,50 @@ def process_batch(
         now_ms: the detection time, epoch milliseconds.
     """
     outcome = BatchOutcome()
-    beats: list[Beat] = []
-    sources: list[Record] = []
     for record in records:
         position = (record.topic, record.partition)
         outcome.next_offsets[position] = max(
             outcome.next_offsets.get(position, 0), record.offset + 1
         )
-        try:
-            beat = decode(
-                record.key,
-                record.value,
-                record.headers,
-                expected_length=model.input_length,
-                max_message_bytes=model.max_message_bytes,
-            )
-        except InvalidBeat as exc:
-            outcome.dead_letters.append(dead_letter(record, exc.reason, exc.detail))
-            outcome.invalid_reasons[exc.reason] += 1
-            continue
-        except Exception as exc:  # hostile input must never stop the loop
-            log.exception("unexpected error decoding %s[%d]@%d", *_where(record))
-            outcome.dead_letters.append(dead_letter(record, "internal", type(exc).__name__))
-            outcome.invalid_reasons["internal"] += 1
-            continue
-        beats.append(beat)
-        sources.append(record)
-    if not beats:
+    decoded = decode_batch(
+        records, expected_length=model.input_length, max_message_bytes=model.max_message_bytes
+    )
+    for index, exc in decoded.rejected:
+        record = records[index]
+        if isinstance(exc, InvalidBeat):
+            reason, detail = exc.reason, exc.detail
+        else:  # hostile input must never stop the loop
+            log.error("unexpected error decoding %s[%d]@%d: %r", *_where(record), exc)
+            reason, detail = "internal", type(exc).__name__
+        outcome.dead_letters.append(dead_letter(record, reason, detail))
+        outcome.invalid_reasons[reason] += 1
+    if not decoded.index:
         return outcome
 
-    samples = np.stack([beat.samples for beat in beats])
     scoring_started = time.perf_counter()
-    scores, per_sample_error = scorer.score(samples)
+    scores, per_sample_error = scorer.score(decoded.samples)
     outcome.scoring_s = time.perf_counter() - scoring_started
     # Finite samples far outside the training range (say 3e38) overflow the
     # model's arithmetic; such a beat cannot be scored, and building its alert
     # would raise and stop the loop on every redelivery (a poison pill).
     finite = np.isfinite(scores) & np.isfinite(per_sample_error).all(axis=1)
-    if not finite.all():
-        for index in np.flatnonzero(~finite):
-            outcome.dead_letters.append(
-                dead_letter(sources[index], UNSCORABLE, "model output is not finite")
-            )
-            outcome.invalid_reasons[UNSCORABLE] += 1
-        keep = np.flatnonzero(finite)
-        beats = [beats[i] for i in keep]
-        sources = [sources[i] for i in keep]
-        scores, per_sample_error = scores[keep], per_sample_error[keep]
-        if not beats:
-            return outcome
-    outcome.scores = scores
-    outcome.latency_s = (now_ms - np.array([beat.ts_ms for beat in beats], dtype=np.float64)) / 1e3
-    over = np.flatnonzero(scores > model.threshold)
+    for row in np.flatnonzero(~finite):
+        outcome.dead_letters.append(
+            dead_letter(records[decoded.index[row]], UNSCORABLE, "model output is not finite")
+        )
+        outcome.invalid_reasons[UNSCORABLE] += 1
+    scored = np.flatnonzero(finite)
+    outcome.scores = scores[scored]
+    outcome.latency_s = (now_ms - decoded.ts_ms[scored].astype(np.float64)) / 1e3
+    over = scored[scores[scored] > model.threshold]
     if over.size:
         p_values = scorer.p_values(scores[over])
         explanations = explain_batch(per_sample_error[over], model.regions)
-        for rank, index in enumerate(over):
-            beat, record = beats[index], sources[index]
+        for rank, row in enumerate(over.tolist()):
+            record = records[decoded.index[row]]
             alert = build_alert(
-                beat,
-                score=float(scores[index]),
+                decoded.beat(row),
+                score=float(scores[row]),
                 threshold=model.threshold,
                 model_version=model.model_version,
                 explanation=explanations[rank],
@@ -205,7 +189,7 @@ def process_batch(
                 detected_ts_ms=now_ms,
                 p_value=None if p_values is None else float(p_values[rank]),
             )
-            outcome.alerts.append(Outgoing(beat.stream.encode(), encode_alert(alert)))
+            outcome.alerts.append(Outgoing(decoded.streams[row].encode(), encode_alert(alert)))
     return outcome
 
 

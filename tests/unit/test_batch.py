@@ -92,13 +92,15 @@ def test_dead_letter_keeps_original_bytes_and_names_reason_and_source():
 
 
 def test_unexpected_decode_error_is_dead_lettered_not_raised(monkeypatch):
-    import detector.batch
+    import beatwatch.wire
 
     def explode(*_args, **_kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(detector.batch, "decode", explode)
-    outcome = process_batch([record(1, 0.0)], MeanAbsScorer(), MODEL, now_ms=0)
+    # An unknown content type skips the batch fast paths and goes through decode().
+    monkeypatch.setattr(beatwatch.wire, "decode", explode)
+    odd = FakeRecord("beats", 0, 1, b"p-1", b"x", [("content-type", b"text/odd")])
+    outcome = process_batch([odd], MeanAbsScorer(), MODEL, now_ms=0)
     assert outcome.scored == 0
     assert dict(outcome.invalid_reasons) == {"internal": 1}
     assert dict(outcome.dead_letters[0].headers)[DLQ_REASON] == b"internal"

@@ -1,3 +1,5 @@
+from dataclasses import dataclass
+
 import numpy as np
 import orjson
 import pytest
@@ -5,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from beatwatch.errors import InvalidBeat
-from beatwatch.wire import BINARY_CONTENT_TYPE, BINARY_PREFIX, Beat, decode, encode
+from beatwatch.wire import BINARY_CONTENT_TYPE, BINARY_PREFIX, Beat, decode, decode_batch, encode
 
 LENGTH = 140
 
@@ -84,6 +86,9 @@ def json_value(**overrides: object) -> bytes:
         (b"p-1", json_value(samples="abc"), [], "schema"),
         (b"p-1", json_value(samples=[0.5] * 139 + ["x"]), [], "schema"),
         (b"p-1", json_value(samples=[[0.5]] * LENGTH), [], "schema"),
+        (b"p-1", json_value(samples=[0.5] * 139 + [True]), [], "schema"),
+        (b"p-1", json_value(samples=[0.5] * 139 + [False]), [], "schema"),
+        (b"p-1", json_value(samples=[0.5] * 139 + [None]), [], "schema"),
         (b"p-1", json_value(seq="1"), [], "schema"),
         (b"p-1", json_value(seq=-1), [], "schema"),
         (b"p-1", json_value(ts_ms=1.5), [], "schema"),
@@ -129,3 +134,97 @@ def test_arbitrary_bytes_never_raise_anything_but_invalid_beat(value, content_ty
         decode(b"k", value, headers, expected_length=LENGTH)
     except InvalidBeat as exc:
         assert exc.reason
+
+
+# --- decode_batch: the batched fast path gives decode()'s verdict on every message ---
+
+BINARY_HEADERS = [("content-type", BINARY_CONTENT_TYPE.encode())]
+
+
+@dataclass
+class Msg:
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def hostile_json(samples: object, **overrides: object) -> bytes:
+    return json_value(samples=samples, **overrides)
+
+
+def binary_value(seq: int = 1, ts_ms: int = 5, label: int = 1, version: int = 1,
+                 samples: np.ndarray | None = None) -> bytes:  # fmt: skip
+    body = np.linspace(-1, 1, LENGTH, dtype="<f4") if samples is None else samples
+    return BINARY_PREFIX.pack(seq, ts_ms, label, version, 0) + body.astype("<f4").tobytes()
+
+
+# Messages the fast paths must accept and messages they must hand to decode().
+MESSAGE_KINDS = [
+    Msg(b"p-1", json_value(), []),
+    Msg(None, json_value(label=...), [("content-type", b"application/json; charset=utf-8")]),
+    Msg(b"p-1", hostile_json([0.0] * LENGTH), []),  # zeros: the exact bool/null check runs
+    Msg(b"p-1", hostile_json([0.5] * 139 + [True]), []),
+    Msg(b"p-1", hostile_json([0.5] * 139 + [None]), []),
+    Msg(b"p-1", hostile_json([0.5] * 139 + ["x"]), []),
+    Msg(b"p-1", hostile_json([[0.5]] * LENGTH), []),
+    Msg(b"p-1", hostile_json([1e39] * LENGTH), []),
+    Msg(b"p-1", hostile_json([0.5] * 10), []),
+    Msg(b"p-1", json_value(seq=-1), []),
+    Msg(b"p-2", json_value(), []),
+    Msg(b"p-1", b"{not json", []),
+    Msg(b"p-1", b"", []),
+    Msg(b"p-1", None, []),
+    Msg(b"p-1", b"x" * 70_000, []),
+    Msg(b"p-1", binary_value(), BINARY_HEADERS),
+    Msg(b"p-1", binary_value(label=255), BINARY_HEADERS),
+    Msg(b"p-1", binary_value(label=7), BINARY_HEADERS),
+    Msg(b"p-1", binary_value(version=2), BINARY_HEADERS),
+    Msg(b"p-1", binary_value(seq=2**63), BINARY_HEADERS),
+    Msg(b"p-1", binary_value(samples=np.full(LENGTH, np.inf)), BINARY_HEADERS),
+    Msg(b"p-1", binary_value()[:-4], BINARY_HEADERS),
+    Msg(None, binary_value(), BINARY_HEADERS),
+    Msg(b"\xff", binary_value(), BINARY_HEADERS),
+    Msg(b"x" * 200, binary_value(), BINARY_HEADERS),
+    Msg(b"p-1", binary_value(), [("content-type", b"application/zip")]),
+    Msg(b"p-1", binary_value(), [("content-type", b"\xff")]),
+]
+
+
+def verdict(message: Msg) -> tuple[str, object]:
+    try:
+        beat = decode(message.key, message.value, message.headers, expected_length=LENGTH)
+    except InvalidBeat as exc:
+        return "refused", exc.reason
+    return "accepted", (beat.stream, beat.seq, beat.ts_ms, beat.label, beat.samples.tobytes())
+
+
+def batch_verdicts(messages: list[Msg]) -> list[tuple[str, object]]:
+    decoded = decode_batch(messages, expected_length=LENGTH)
+    out: list[tuple[str, object]] = [("missing", None)] * len(messages)
+    for row, index in enumerate(decoded.index):
+        beat = decoded.beat(row)
+        out[index] = ("accepted", (beat.stream, beat.seq, beat.ts_ms, beat.label,
+                                   beat.samples.tobytes()))  # fmt: skip
+    for index, exc in decoded.rejected:
+        assert isinstance(exc, InvalidBeat)
+        out[index] = ("refused", exc.reason)
+    return out
+
+
+def test_every_kind_of_message_gets_the_same_verdict_alone_and_in_a_batch():
+    verdicts = [verdict(m) for m in MESSAGE_KINDS]
+    assert batch_verdicts(MESSAGE_KINDS) == verdicts
+    # The list covers both outcomes of both fast paths.
+    assert {v[0] for v in verdicts} == {"accepted", "refused"}
+
+
+@given(st.lists(st.sampled_from(range(len(MESSAGE_KINDS))), max_size=40))
+def test_any_mix_of_messages_gets_the_same_verdicts_in_input_order(picks):
+    messages = [MESSAGE_KINDS[i] for i in picks]
+    assert batch_verdicts(messages) == [verdict(m) for m in messages]
+
+
+@given(st.lists(st.tuples(st.binary(max_size=600), st.booleans()), max_size=20))
+def test_arbitrary_bytes_get_the_same_verdicts_in_a_batch(values):
+    messages = [Msg(b"p-1", v, BINARY_HEADERS if binary else []) for v, binary in values]
+    assert batch_verdicts(messages) == [verdict(m) for m in messages]
