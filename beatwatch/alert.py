@@ -66,12 +66,12 @@ def explain_batch(
     rank = np.arange(order.size) - np.searchsorted(run_rows[order], run_rows[order])
     keep = order[rank < MAX_RANGES]
     worst: list[list[dict[str, Any]]] = [[] for _ in range(rows)]
-    run_shares = run_sums / totals[run_rows]
+    run_shares = (run_sums[keep] / totals[run_rows[keep]]).round(3)
     for row, start, end, share in zip(
         run_rows[keep].tolist(), run_starts[keep].tolist(), run_ends[keep].tolist(),
-        run_shares[keep].tolist(), strict=True,
+        run_shares.tolist(), strict=True,
     ):  # fmt: skip
-        worst[row].append({"start": start, "end": end, "error_share": round(share, 3)})
+        worst[row].append({"start": start, "end": end, "error_share": share})
 
     names = [str(r["name"]) for r in regions]
     starts = np.array([int(r["start"]) for r in regions], dtype=np.int64)

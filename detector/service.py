@@ -40,6 +40,19 @@ from detector.batch import BatchOutcome, ModelContext, Outgoing, process_batch
 log = logging.getLogger(__name__)
 
 
+def alert_producer_settings() -> dict[str, Any]:
+    """KafkaProducer settings for alerts and dead letters (``bench`` reuses them)."""
+    return {
+        "acks": "all",
+        "linger_ms": 2,
+        # Alerts are flushed once per batch anyway; large batches avoid a sender
+        # wake-up for every few alerts.
+        "batch_size": 1024 * 1024,
+        "partitioner": CachedKeyPartitioner(),
+        "max_in_flight_requests_per_connection": 5,
+    }
+
+
 @dataclass(frozen=True)
 class DetectorSettings:
     """Everything ``run`` needs; built from flags and ``BEATWATCH_*`` variables."""
@@ -171,14 +184,7 @@ class Detector:
                         timeout_s=5.0,
                     )  # fmt: skip
                 self.producer = KafkaProducer(
-                    **settings.kafka.client_kwargs(),
-                    acks="all",
-                    linger_ms=2,
-                    # Alerts are flushed once per batch anyway; large batches avoid a
-                    # sender wake-up for every few alerts.
-                    batch_size=1024 * 1024,
-                    partitioner=CachedKeyPartitioner(),
-                    max_in_flight_requests_per_connection=5,
+                    **settings.kafka.client_kwargs(), **alert_producer_settings()
                 )
                 self.consumer = KafkaConsumer(
                     **settings.kafka.client_kwargs(),

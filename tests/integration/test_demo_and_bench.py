@@ -46,7 +46,8 @@ def test_bench_quick_runs_every_measurement(tmp_path: Path) -> None:
     print(result.stdout[-3000:])
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(out.read_text())
-    for key in ("a_ceiling_json_beats_per_s", "c_course_predict_per_beat_beats_per_s",
+    for key in ("a_ceiling_json_beats_per_s", "a2_ceiling_publishing_binary_beats_per_s",
+                "c_course_predict_per_beat_beats_per_s",
                 "d_scoring_only_beats_per_s", "f_producer_max_binary_beats_per_s", "g_memory"):  # fmt: skip
         assert figures[key], key
     # At smoke sizes a drain can finish between two scrapes (reported as 0): present, not timed.
@@ -55,3 +56,5 @@ def test_bench_quick_runs_every_measurement(tmp_path: Path) -> None:
     assert figures["h_two_detectors_beats_counted"] >= 0
     assert figures["e_latency_200hz"]["alerts"] > 0
     assert "(b)/(a) binary, ECG5000 (42% alert)" in figures["ratios"]
+    # The publishing ceiling really published, about one message per abnormal beat.
+    assert figures["a2_ceiling_publishing_binary_alerts"] > 0.3 * 20_000
