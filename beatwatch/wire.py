@@ -326,8 +326,8 @@ def decode_batch(
 
     Per message only the cheap checks run in Python (content type, key, size,
     the JSON fields); parsing the samples, the prefix fields and the finiteness
-    checks run once per batch in numpy: 3 us per binary beat instead of 9, and
-    17 us per JSON beat instead of 35 (``make bench`` measures the outcome).
+    checks run once per batch in numpy: 1.9 us per binary beat instead of 8.9,
+    and 14 us per JSON beat instead of 37 (1000 ECG5000 beats).
     Every message these fast paths do not accept outright goes through
     :func:`decode`, which names the reason.
     """
