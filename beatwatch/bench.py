@@ -174,10 +174,14 @@ class Bench:
         return topic
 
     def ceiling_and_detector(self, topic: str, case: str) -> None:
-        """(a), (a') and (b), alternated ``repeats`` times on the same topic; medians are kept.
+        """(a), (a') and (b), alternated ``repeats`` times on the same topic.
 
-        Single runs on a shared 2-core machine vary by +-20%; alternating them
-        and keeping each one's median makes their ratios a fair comparison.
+        Single runs on a shared 2-core machine vary; alternating the three keeps
+        them under the same conditions. The ceilings keep their fastest run: a
+        bare consumer sometimes idles waiting for fetches (kafka-python sends
+        the next fetch only once the buffered records are drained), measured at
+        0.6 of a core in slow runs against 0.95 in fast ones, and an idle
+        consumer is no ceiling. The detector, busy at 1.0 core, keeps its median.
         """
         runs: dict[str, list[float]] = {"ceiling": [], "ceiling_publishing": [], "detector": []}
         for run in range(self.sizes.repeats):
@@ -188,10 +192,8 @@ class Bench:
             runs["ceiling_publishing"].append(rate)
             self.results[f"a2_ceiling_publishing_{case}_alerts"] = published
             runs["detector"].append(self._detector_once(topic, case, run))
-        self.results[f"a_ceiling_{case}_beats_per_s"] = float(np.median(runs["ceiling"]))
-        self.results[f"a2_ceiling_publishing_{case}_beats_per_s"] = float(
-            np.median(runs["ceiling_publishing"])
-        )
+        self.results[f"a_ceiling_{case}_beats_per_s"] = max(runs["ceiling"])
+        self.results[f"a2_ceiling_publishing_{case}_beats_per_s"] = max(runs["ceiling_publishing"])
         self.results[f"b_detector_{case}_beats_per_s"] = float(np.median(runs["detector"]))
         self.results[f"runs_{case}"] = runs
 
