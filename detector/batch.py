@@ -19,7 +19,7 @@ import numpy as np
 
 from beatwatch.alert import build_alert, encode_alert, explain_batch
 from beatwatch.errors import InvalidBeat
-from beatwatch.wire import Headers, decode_batch
+from beatwatch.wire import Headers, Message, decode_batch
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ MAX_DETAIL_CHARS = 200
 UNSCORABLE = "unscorable"
 
 
-class Record(Protocol):
-    """What the detector needs of a consumed message (kafka-python's ConsumerRecord)."""
+class Record(Message, Protocol):
+    """A message and where it came from (kafka-python's ConsumerRecord)."""
 
     @property
     def topic(self) -> str: ...  # noqa: D102
@@ -43,12 +43,6 @@ class Record(Protocol):
     def partition(self) -> int: ...  # noqa: D102
     @property
     def offset(self) -> int: ...  # noqa: D102
-    @property
-    def key(self) -> bytes | None: ...  # noqa: D102
-    @property
-    def value(self) -> bytes | None: ...  # noqa: D102
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...  # noqa: D102
 
 
 class BatchScorer(Protocol):
@@ -149,7 +143,7 @@ def process_batch(
         if isinstance(exc, InvalidBeat):
             reason, detail = exc.reason, exc.detail
         else:  # hostile input must never stop the loop
-            log.error("unexpected error decoding %s[%d]@%d: %r", *_where(record), exc)
+            log.error("unexpected error decoding %s[%d]@%d", *_where(record), exc_info=exc)
             reason, detail = "internal", type(exc).__name__
         outcome.dead_letters.append(dead_letter(record, reason, detail))
         outcome.invalid_reasons[reason] += 1
