@@ -5,7 +5,7 @@ partitions pre-filled with ECG5000 beats, it measures:
 
 (a) the ceiling: a bare kafka-python consumer that only decodes, per wire format;
 (a') the same consumer doing all of the detector's Kafka work: publishing one alert
-    per abnormal beat, flushing, committing; only the model and the alert text are missing;
+    per abnormal beat, flushing, committing; only the model and building each alert are missing;
 (b) the detector process draining the same topic, alerts and commits included;
 (c) the course baseline: ``model.predict`` one beat at a time;
 (d) scoring alone: the detector's batched compiled call;
@@ -202,9 +202,6 @@ class Bench:
     ) -> tuple[float, int]:
         """(a) A bare consumer that reads and decodes every beat, nothing else.
 
-        Returns:
-            Beats/s, and the messages published (0 without ``publish_to``).
-
         It joins a fresh consumer group with the detector's fetch settings and
         decodes with the detector's batch decoder: kafka-python fetches
         measurably faster for a subscribed group than for ``assign()`` (13-18k
@@ -215,6 +212,9 @@ class Bench:
         work without the model: one alert-sized message per abnormal-labelled
         beat (the detector alerts on about as many), sent with the detector's
         producer settings, flushed, then the offsets committed, per batch.
+
+        Returns:
+            Beats/s, and the messages published (0 without ``publish_to``).
         """
         from kafka import KafkaConsumer, KafkaProducer
 
