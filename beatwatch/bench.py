@@ -218,8 +218,10 @@ class Bench:
         """
         from kafka import KafkaConsumer, KafkaProducer
 
+        from beatwatch.partitioner import CachedKeyPartitioner
         from beatwatch.wire import decode_batch
-        from detector.service import alert_producer_settings
+        from detector.batch import Outgoing
+        from detector.service import alert_producer_settings, send_keyed
 
         consumer = KafkaConsumer(
             **self.kafka.client_kwargs(),
@@ -232,21 +234,24 @@ class Bench:
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
-        producer, alert = None, typical_alert()
+        producer, alert, partitioner = None, typical_alert(), CachedKeyPartitioner()
         if publish_to is not None:
-            producer = KafkaProducer(**self.kafka.client_kwargs(), **alert_producer_settings())
+            producer = KafkaProducer(
+                **self.kafka.client_kwargs(), **alert_producer_settings(partitioner)
+            )
         consumer.subscribe([topic])
         seen, counted, published, started = 0, 0, 0, None
         deadline = time.monotonic() + 600
         while seen < self.sizes.drain_beats and time.monotonic() < deadline:
             records = [r for batch in consumer.poll(timeout_ms=500).values() for r in batch]
             decoded = decode_batch(records, expected_length=140)
-            if producer is not None and records:
-                futures = [
-                    producer.send(publish_to, key=stream.encode(), value=alert)
+            if producer is not None and publish_to is not None and records:
+                alerts = [
+                    Outgoing(stream.encode(), alert)
                     for stream, label in zip(decoded.streams, decoded.labels, strict=True)
                     if label == 0
                 ]
+                futures = send_keyed(producer, partitioner, publish_to, alerts)
                 producer.flush()
                 for future in futures:
                     future.get(timeout=0)

