@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                help="longest time between polls before the group evicts this detector")  # fmt: skip
     add_option(parser, "--auto-offset-reset", default="earliest", choices=["earliest", "latest"],
                help="where a new group starts reading")  # fmt: skip
+    add_option(parser, "--scoring-threads", default=1, type=non_negative_int,
+               help="threads TensorFlow may use per model call (0 = one per core)")  # fmt: skip
     add_option(parser, "--max-message-bytes", default=DEFAULT_MAX_MESSAGE_BYTES, type=positive_int,
                help="larger beat messages are dead-lettered unread")  # fmt: skip
     add_option(parser, "--metrics-port", default=9108, type=int,
@@ -69,6 +71,7 @@ def settings_from_args(args: argparse.Namespace) -> DetectorSettings:
         max_poll_interval_ms=args.max_poll_interval_ms,
         auto_offset_reset=args.auto_offset_reset,
         max_message_bytes=args.max_message_bytes,
+        scoring_threads=args.scoring_threads,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         create_topics=not args.no_create_topics,

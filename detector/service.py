@@ -104,6 +104,7 @@ class DetectorSettings:
     retry_backoff_max_s: float = 10.0
     publish_retry_backoff_s: float = 0.5
     fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
+    scoring_threads: int = 1
     create_topics: bool = True
 
 
@@ -157,9 +158,11 @@ class Detector:
 
     def __init__(self, settings: DetectorSettings, registry: CollectorRegistry) -> None:
         from beatwatch.artifact import load_artifact
+        from beatwatch.scoring import set_scoring_threads
 
         self.settings = settings
         self.metrics = DetectorMetrics(registry)
+        set_scoring_threads(settings.scoring_threads)
         # Refuse a bad artifact before touching Kafka: one clear line, non-zero exit.
         artifact = load_artifact(settings.model_dir)
         self.scorer = artifact.scorer()
