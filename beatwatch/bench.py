@@ -9,7 +9,8 @@ partitions pre-filled with ECG5000 beats, it measures:
 (b) the detector process draining the same topic, alerts and commits included;
 (c) the course baseline: ``model.predict`` one beat at a time;
 (d) scoring alone: the detector's batched compiled call;
-(e) produce->alert latency at offered loads, read off the alerts topic;
+(e) produce->alert latency at offered loads, read off the alerts topic, with
+    each process's share of the machine during the load;
 (f) the producer: maximum replay rate and pacing error at a target rate;
 (g) the detector's resident memory over about a million beats;
 (h) two detector processes in one group against one.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -32,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ from beatwatch import promtext
 from beatwatch.broker import EmbeddedBroker, free_port
 from beatwatch.errors import ConfigError
 from beatwatch.kafka import FETCH_MAX_WAIT_MS, KafkaSettings, ensure_topics
-from beatwatch.processes import child, wait_ready
+from beatwatch.processes import child, cpu_and_wait_s, wait_ready
 from beatwatch.settings import add_flag, add_option
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "ecg5000"
@@ -84,8 +86,16 @@ class BenchSizes:
 class Bench:
     """One benchmark run against one broker."""
 
-    def __init__(self, bootstrap: str, model_dir: Path, sizes: BenchSizes, logs: Path) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        model_dir: Path,
+        sizes: BenchSizes,
+        logs: Path,
+        broker_pid: int | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
+        self.broker_pid = broker_pid  # the embedded broker's, to read its CPU share
         self.kafka = KafkaSettings(bootstrap_servers=bootstrap)
         self.model_dir = model_dir
         self.sizes = sizes
@@ -108,11 +118,23 @@ class Bench:
                 *extra]  # fmt: skip
 
     def produce(
-        self, topic: str, fmt: str, limit: int, rate_hz: float, name: str, *extra: str
+        self,
+        topic: str,
+        fmt: str,
+        limit: int,
+        rate_hz: float,
+        name: str,
+        *extra: str,
+        while_running: Callable[[subprocess.Popen[bytes]], None] | None = None,
     ) -> float:
-        """Run the producer process to the end; return its achieved beats/s."""
+        """Run the producer process to the end; return its achieved beats/s.
+
+        ``while_running`` is called with the producer process once it started.
+        """
         log_path = self.logs / f"producer-{name}.log"
         with child(self.producer_command(topic, fmt, limit, rate_hz, *extra), log_path) as process:
+            if while_running is not None:
+                while_running(process)
             process.wait()
         match = DONE_LINE.search(log_path.read_text())
         if process.returncode != 0 or match is None:
@@ -368,18 +390,22 @@ class Bench:
         for load in self.sizes.loads_hz:
             beats, alerts = self.topic(f"latency-{load}"), self.topic(f"latency-{load}-alerts")
             ensure_topics(self.kafka, {beats: PARTITIONS, alerts: PARTITIONS})
-            with self.detector(beats, alerts, f"latency-{load}"):
+            with self.detector(beats, alerts, f"latency-{load}") as (detector, url):
                 # Per alert: (detected_ts_ms - ts_ms, read time - detected_ts_ms), ms.
                 delays_ms: list[tuple[float, float]] = []
+                usage: dict[str, dict[str, float]] = {}
+                pids = {"detector": detector.pid, "broker": self.broker_pid, "bench": os.getpid()}
                 stop = threading.Event()
-
                 reader = threading.Thread(
                     target=self._collect_delays, args=(alerts, stop, delays_ms), daemon=True
                 )
                 reader.start()
                 time.sleep(1.0)  # the reader is positioned at the end before beats flow
                 count = int(load * self.sizes.load_seconds)
-                achieved = self.produce(beats, "json", count, load, f"load-{load}")
+                achieved = self.produce(
+                    beats, "json", count, load, f"load-{load}",
+                    while_running=functools.partial(self._share_while_flowing, url, pids, usage),
+                )  # fmt: skip
                 time.sleep(1.0)  # the last alerts arrive
                 stop.set()
                 reader.join(timeout=10)
@@ -392,8 +418,31 @@ class Bench:
                 # wait, the batch ahead) and after it (scoring, publishing, reading).
                 **_percentiles_ms("to_detection_", parts[:, 0]),
                 **_percentiles_ms("after_detection_", parts[:, 1]),
+                # Cores each process used, and how long its threads were ready to
+                # run with no core free (ms per second, summed over threads).
+                "machine_share": usage,
             }
             self.results[f"f_pacing_error_{load}hz_percent"] = 100 * abs(achieved - load) / load
+
+    def _share_while_flowing(
+        self,
+        url: str,
+        pids: dict[str, int | None],
+        usage: dict[str, dict[str, float]],
+        producer: subprocess.Popen[bytes],
+    ) -> None:
+        """Fill ``usage`` with each process's share of the machine over half the load.
+
+        The window opens once the detector has scored a beat, so the producer's
+        start-up (imports, connecting) stays out of it.
+        """
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and producer.poll() is None:
+            scraped = promtext.scrape(f"{url}/metrics")
+            if promtext.value(scraped, "beatwatch_beats_scored_total") > 0:
+                break
+            time.sleep(0.1)
+        usage.update(machine_share({**pids, "producer": producer.pid}, self.sizes.load_seconds / 2))
 
     def _collect_delays(
         self, topic: str, stop: threading.Event, delays_ms: list[tuple[float, float]]
@@ -451,6 +500,30 @@ def next_scrape_s(first: tuple[float, float] | None, scored: float, target: floa
     rate_per_s = (scored - first[1]) / max(time.perf_counter() - first[0], 1e-9)
     remaining_s = max(target - scored, 0.0) / rate_per_s
     return min(COARSE_SCRAPE_S, max(FINE_SCRAPE_S, remaining_s / 2))
+
+
+def machine_share(pids: dict[str, int | None], window_s: float) -> dict[str, dict[str, float]]:
+    """What each process got from the machine over the next ``window_s`` seconds.
+
+    Returns:
+        Per name: ``cores`` (CPU seconds per second) and ``runqueue_wait_ms_per_s``
+        (time its threads were ready to run while every core was busy, summed
+        over threads). Processes that cannot be read (no pid, no ``/proc``) are
+        left out.
+    """
+    before = {name: cpu_and_wait_s(pid) for name, pid in pids.items() if pid is not None}
+    started = time.perf_counter()
+    time.sleep(window_s)
+    elapsed_s = time.perf_counter() - started
+    share = {}
+    for name, first in before.items():
+        last = cpu_and_wait_s(pids[name] or 0)
+        if first is not None and last is not None:
+            share[name] = {
+                "cores": (last[0] - first[0]) / elapsed_s,
+                "runqueue_wait_ms_per_s": 1e3 * (last[1] - first[1]) / elapsed_s,
+            }
+    return share
 
 
 def _percentiles_ms(prefix: str, values_ms: np.ndarray) -> dict[str, float]:
@@ -588,6 +661,17 @@ def render(results: dict[str, Any]) -> str:
                 f"p50 {value['after_detection_p50_ms']:6.1f}  "
                 f"p99 {value['after_detection_p99_ms']:6.1f} ms"
             )
+            if value.get("machine_share"):
+                share = value["machine_share"]
+                cores = ", ".join(f"{name} {v['cores']:.2f}" for name, v in share.items())
+                waits = ", ".join(
+                    f"{name} {v['runqueue_wait_ms_per_s']:.0f}" for name, v in share.items()
+                )
+                total = sum(v["cores"] for v in share.values())
+                lines.append(
+                    f"    cores in use (of {os.cpu_count()}): {cores}, total {total:.2f}; "
+                    f"waiting for a free core, ms/s: {waits}"
+                )
         if key.startswith("f_pacing_error_"):
             target = key.removeprefix("f_pacing_error_").removesuffix("_percent")
             lines.append(f"(f) pacing error at {target:<26}{value:>14.2f}  %")
@@ -630,13 +714,14 @@ def main(args: argparse.Namespace) -> int:
     print(f"beatwatch bench ({'quick' if args.quick else 'full'}); logs in {logs}", flush=True)
     external = os.environ.get("BEATWATCH_BOOTSTRAP_SERVERS")
     with contextlib.ExitStack() as stack:
+        broker_pid = None
         if external:
             bootstrap = external
         else:
-            bootstrap = stack.enter_context(
-                EmbeddedBroker(log_path=logs / "broker.log")
-            ).bootstrap_servers
-        bench = Bench(bootstrap, Path(args.model), sizes, logs)
+            broker = stack.enter_context(EmbeddedBroker(log_path=logs / "broker.log"))
+            bootstrap = broker.bootstrap_servers
+            broker_pid = broker.process.pid if broker.process is not None else None
+        bench = Bench(bootstrap, Path(args.model), sizes, logs, broker_pid)
         steps: list[tuple[str, str, Any]] = []
         for case in CASES if parts & set("ab") else ("json", "binary") if "f" in parts else ():
             topic = bench.prefill(case)

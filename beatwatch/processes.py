@@ -1,13 +1,16 @@
-"""Child processes for the demo and the benchmark: started, awaited, always stopped.
+"""Child processes for the demo and the benchmark: started, awaited, always stopped, measured.
 
 Producer and detector run as their own processes, as in production. Each child
 gets its own session so a terminal's Ctrl-C reaches only the parent, which then
 stops the children in order (SIGTERM lets the detector finish its batch).
+The benchmark also reads what each process got from the machine (Linux's
+per-thread schedstat): CPU time, and time spent ready to run without a CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import time
 import urllib.error
@@ -34,6 +37,38 @@ def child(command: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+
+
+def parse_schedstat(text: str) -> tuple[int, int]:
+    """``(on-CPU ns, run-queue wait ns)`` from one ``/proc/PID/task/TID/schedstat`` line."""
+    on_cpu_ns, waiting_ns, _timeslices = text.split()
+    return int(on_cpu_ns), int(waiting_ns)
+
+
+def cpu_and_wait_s(pid: int) -> tuple[float, float] | None:
+    """CPU time and run-queue wait of ``pid`` so far, in seconds (Linux ``/proc``).
+
+    CPU time is the process's, ended threads included (``stat``, in clock
+    ticks). The run-queue wait, time a thread was ready to run but every core
+    was busy, is summed over the live threads (``task/*/schedstat``): on a
+    shared machine it is where a latency tail comes from; compare readings
+    of long-lived processes only. None where ``/proc`` cannot be read.
+    """
+    proc = Path(f"/proc/{pid}")
+    try:
+        # After the ")" that closes the command name: state is field 0, utime 11, stime 12.
+        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        tasks = list((proc / "task").iterdir())
+    except OSError:
+        return None
+    cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    waiting_ns = 0
+    for task in tasks:
+        try:
+            waiting_ns += parse_schedstat((task / "schedstat").read_text())[1]
+        except (OSError, ValueError):  # the thread ended meanwhile, or no schedstat
+            continue
+    return cpu_s, waiting_ns / 1e9
 
 
 def wait_ready(

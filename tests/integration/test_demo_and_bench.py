@@ -55,6 +55,10 @@ def test_bench_quick_runs_every_measurement(tmp_path: Path) -> None:
     # At smoke sizes the first detector to join may drain the topic alone; the key must exist.
     assert figures["h_two_detectors_beats_counted"] >= 0
     assert figures["e_latency_200hz"]["alerts"] > 0
+    # Each process's share of the machine during the load, the embedded broker's included.
+    share = figures["e_latency_200hz"]["machine_share"]
+    assert set(share) == {"detector", "broker", "bench", "producer"}
+    assert share["detector"]["cores"] > 0 and share["producer"]["cores"] > 0
     assert "(b)/(a) binary, ECG5000 (42% alert)" in figures["ratios"]
     # The publishing ceiling really published, about one message per abnormal beat.
     assert figures["a2_ceiling_publishing_binary_alerts"] > 0.3 * 20_000
