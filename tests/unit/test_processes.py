@@ -52,5 +52,5 @@ def test_machine_share_reports_cores_per_process_and_skips_unknown_ones() -> Non
     share = machine_share({"this process": os.getpid(), "no broker": None}, window_s=0.3)
     worker.join()
     assert set(share) == {"this process"}
-    assert 0.3 < share["this process"]["cores"] <= (os.cpu_count() or 1) + 0.1
+    assert 0.2 < share["this process"]["cores"] <= (os.cpu_count() or 1) + 0.1
     assert share["this process"]["runqueue_wait_ms_per_s"] >= 0
