@@ -511,13 +511,14 @@ def machine_share(pids: dict[str, int | None], window_s: float) -> dict[str, dic
         over threads). Processes that cannot be read (no pid, no ``/proc``) are
         left out.
     """
-    before = {name: cpu_and_wait_s(pid) for name, pid in pids.items() if pid is not None}
+    known = {name: pid for name, pid in pids.items() if pid is not None}
+    before = {name: cpu_and_wait_s(pid) for name, pid in known.items()}
     started = time.perf_counter()
     time.sleep(window_s)
     elapsed_s = time.perf_counter() - started
     share = {}
     for name, first in before.items():
-        last = cpu_and_wait_s(pids[name] or 0)
+        last = cpu_and_wait_s(known[name])
         if first is not None and last is not None:
             share[name] = {
                 "cores": (last[0] - first[0]) / elapsed_s,

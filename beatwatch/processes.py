@@ -3,8 +3,9 @@
 Producer and detector run as their own processes, as in production. Each child
 gets its own session so a terminal's Ctrl-C reaches only the parent, which then
 stops the children in order (SIGTERM lets the detector finish its batch).
-The benchmark also reads what each process got from the machine (Linux's
-per-thread schedstat): CPU time, and time spent ready to run without a CPU.
+The benchmark also reads what each process got from the machine (Linux
+``/proc``): its CPU time, and how long its threads were ready to run with no
+core free.
 """
 
 from __future__ import annotations
