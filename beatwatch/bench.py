@@ -45,7 +45,7 @@ from beatwatch import promtext
 from beatwatch.broker import EmbeddedBroker, free_port
 from beatwatch.errors import ConfigError
 from beatwatch.kafka import FETCH_MAX_WAIT_MS, KafkaSettings, ensure_topics
-from beatwatch.processes import child, cpu_and_wait_s, wait_ready
+from beatwatch.processes import child, cpu_and_waits, wait_ready, waited_ns
 from beatwatch.settings import add_flag, add_option
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "ecg5000"
@@ -508,21 +508,21 @@ def machine_share(pids: dict[str, int | None], window_s: float) -> dict[str, dic
     Returns:
         Per name: ``cores`` (CPU seconds per second) and ``runqueue_wait_ms_per_s``
         (time its threads were ready to run while every core was busy, summed
-        over threads). Processes that cannot be read (no pid, no ``/proc``) are
-        left out.
+        over the threads alive at both ends of the window). Processes that
+        cannot be read (no pid, no ``/proc``) are left out.
     """
     known = {name: pid for name, pid in pids.items() if pid is not None}
-    before = {name: cpu_and_wait_s(pid) for name, pid in known.items()}
+    before = {name: cpu_and_waits(pid) for name, pid in known.items()}
     started = time.perf_counter()
     time.sleep(window_s)
     elapsed_s = time.perf_counter() - started
     share = {}
     for name, first in before.items():
-        last = cpu_and_wait_s(known[name])
+        last = cpu_and_waits(known[name])
         if first is not None and last is not None:
             share[name] = {
                 "cores": (last[0] - first[0]) / elapsed_s,
-                "runqueue_wait_ms_per_s": 1e3 * (last[1] - first[1]) / elapsed_s,
+                "runqueue_wait_ms_per_s": waited_ns(first[1], last[1]) / 1e6 / elapsed_s,
             }
     return share
 

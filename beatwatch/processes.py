@@ -46,14 +46,14 @@ def parse_schedstat(text: str) -> tuple[int, int]:
     return int(on_cpu_ns), int(waiting_ns)
 
 
-def cpu_and_wait_s(pid: int) -> tuple[float, float] | None:
-    """CPU time and run-queue wait of ``pid`` so far, in seconds (Linux ``/proc``).
+def cpu_and_waits(pid: int) -> tuple[float, dict[int, int]] | None:
+    """CPU seconds of ``pid`` so far, and the run-queue wait (ns) of each of its live threads.
 
     CPU time is the process's, ended threads included (``stat``, in clock
     ticks). The run-queue wait, time a thread was ready to run but every core
-    was busy, is summed over the live threads (``task/*/schedstat``): on a
-    shared machine it is where a latency tail comes from; compare readings
-    of long-lived processes only. None where ``/proc`` cannot be read.
+    was busy, is per thread (``task/*/schedstat``), so that two readings can be
+    compared over the threads alive at both: on a shared machine, this is where
+    a latency tail comes from. None where ``/proc`` cannot be read.
     """
     proc = Path(f"/proc/{pid}")
     try:
@@ -63,13 +63,22 @@ def cpu_and_wait_s(pid: int) -> tuple[float, float] | None:
     except OSError:
         return None
     cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    waiting_ns = 0
+    waits_ns = {}
     for task in tasks:
         try:
-            waiting_ns += parse_schedstat((task / "schedstat").read_text())[1]
+            waits_ns[int(task.name)] = parse_schedstat((task / "schedstat").read_text())[1]
         except (OSError, ValueError):  # the thread ended meanwhile, or no schedstat
             continue
-    return cpu_s, waiting_ns / 1e9
+    return cpu_s, waits_ns
+
+
+def waited_ns(first: dict[int, int], last: dict[int, int]) -> int:
+    """Run-queue wait between two readings of ``cpu_and_waits``, over threads in both.
+
+    A thread that ended takes its whole wait with it, and one that started
+    brings the wait it had before the window: neither belongs to the window.
+    """
+    return sum(last[tid] - first[tid] for tid in first.keys() & last.keys())
 
 
 def wait_ready(
