@@ -419,7 +419,7 @@ class Bench:
                 **_percentiles_ms("to_detection_", parts[:, 0]),
                 **_percentiles_ms("after_detection_", parts[:, 1]),
                 # Cores each process used, and how long its threads were ready to
-                # run with no core free (ms per second, summed over threads).
+                # run with no core free (ms per second, over threads alive throughout).
                 "machine_share": usage,
             }
             self.results[f"f_pacing_error_{load}hz_percent"] = 100 * abs(achieved - load) / load

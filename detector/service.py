@@ -316,7 +316,8 @@ class Detector:
         from kafka.errors import KafkaError
 
         try:
-            # send() raises too when the topic's metadata cannot be fetched.
+            # Looking up the topic's partitions raises KafkaTimeoutError when its
+            # metadata cannot be fetched: the batch is rewound like a failed flush.
             futures = send_keyed(
                 self.producer, self.partitioner, self.settings.alerts_topic, outcome.alerts
             )
