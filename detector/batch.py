@@ -187,5 +187,28 @@ def process_batch(
     return outcome
 
 
+def wait_before_poll_s(
+    linger_ms: int, since_last_poll_s: float, last_batch: int, max_batch: int
+) -> float:
+    """The batching rule's time bound: how long to wait before polling again.
+
+    A batch closes at ``max_batch`` beats or ``linger_ms`` after the previous
+    poll, whichever comes first. With ``linger_ms`` 0 (the default) the next
+    poll follows at once and returns whatever has arrived: no added latency,
+    but a fixed per-batch cost (about 3.7 ms of CPU, measured) paid for a few
+    beats each. A linger gathers more beats per batch for less CPU; a full
+    batch (a backlog) or an empty one (the poll already waited) never lingers.
+
+    Args:
+        linger_ms: the longest a beat may wait for its batch to fill, ms.
+        since_last_poll_s: seconds since the previous poll returned.
+        last_batch: records the previous poll returned.
+        max_batch: records a poll may return.
+    """
+    if linger_ms <= 0 or last_batch == 0 or last_batch >= max_batch:
+        return 0.0
+    return max(0.0, linger_ms / 1000 - since_last_poll_s)
+
+
 def _where(record: Record) -> tuple[str, int, int]:
     return record.topic, record.partition, record.offset

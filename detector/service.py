@@ -35,9 +35,19 @@ from beatwatch.kafka import (
 )
 from beatwatch.metrics import DetectorMetrics
 from beatwatch.partitioner import CachedKeyPartitioner
-from detector.batch import BatchOutcome, ModelContext, Outgoing, process_batch
+from detector.batch import (
+    BatchOutcome,
+    ModelContext,
+    Outgoing,
+    process_batch,
+    wait_before_poll_s,
+)
 
 log = logging.getLogger(__name__)
+
+# The longest --batch-linger-ms: a linger trades latency for CPU, and past a
+# second the trade belongs to a batch job, not a monitor.
+MAX_BATCH_LINGER_MS = 1000
 
 
 def alert_producer_settings(partitioner: CachedKeyPartitioner) -> dict[str, Any]:
@@ -94,6 +104,7 @@ class DetectorSettings:
     group_id: str = "beatwatch-detector"
     partitions: int = 4
     max_batch: int = 1000
+    batch_linger_ms: int = 0
     poll_timeout_ms: int = 100
     session_timeout_ms: int = 10_000
     max_poll_interval_ms: int = 300_000
@@ -106,6 +117,16 @@ class DetectorSettings:
     fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
     scoring_threads: int = 1
     create_topics: bool = True
+
+    def __post_init__(self) -> None:
+        # A linger is a sleep between polls: past the poll interval the group evicts
+        # this detector, and a stop request waits for it to end.
+        limit_ms = min(MAX_BATCH_LINGER_MS, self.max_poll_interval_ms // 2)
+        if self.batch_linger_ms > limit_ms:
+            raise ConfigError(
+                f"--batch-linger-ms {self.batch_linger_ms} is over {limit_ms} ms "
+                f"(at most {MAX_BATCH_LINGER_MS} ms and half of --max-poll-interval-ms)"
+            )
 
 
 class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -186,6 +207,9 @@ class Detector:
         self.assignment = _Assignment(self.metrics)
         # Records per poll: max_batch, less while batches overrun the poll interval.
         self.max_records = settings.max_batch
+        # The previous poll: when it returned (monotonic seconds) and how many records.
+        self._last_poll_s = 0.0
+        self._last_batch = 0
         self.consumer: Any = None
         self.producer: Any = None
         self.partitioner = CachedKeyPartitioner()
@@ -250,10 +274,20 @@ class Detector:
 
     def run_once(self) -> int:
         """Poll one batch and process it to the commit; return the records handled."""
+        linger_s = wait_before_poll_s(
+            self.settings.batch_linger_ms,
+            time.monotonic() - self._last_poll_s,
+            self._last_batch,
+            self.max_records,
+        )
+        if linger_s > 0:
+            time.sleep(linger_s)
         polled = self.consumer.poll(
             timeout_ms=self.settings.poll_timeout_ms, max_records=self.max_records
         )
+        self._last_poll_s = time.monotonic()
         records = [record for batch in polled.values() for record in batch]
+        self._last_batch = len(records)
         if records:
             started = time.perf_counter()
             self.metrics.beats_consumed.inc(len(records))

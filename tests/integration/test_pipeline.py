@@ -195,3 +195,37 @@ def test_two_detectors_in_one_group_split_partitions_and_score_every_beat(
     assert sum(split) == n
     assert min(split) > 0
     assert {(a["stream"], a["seq"]) for a in alerts} == offline_over_threshold
+
+
+def test_a_batch_linger_gathers_paced_beats_into_fewer_batches_and_loses_none(
+    kafka_bootstrap, topic_prefix, test_rows, offline_over_threshold
+):
+    """--batch-linger-ms on a live stream: same alerts, far fewer batches than without it."""
+    n = len(test_rows.samples)
+    batches = {}
+    for linger_ms in (0, 200):
+        topics = Topics.named(f"{topic_prefix}-l{linger_ms}")
+        kafka = create_topics(kafka_bootstrap, topics)
+        settings = detector_settings(
+            kafka_bootstrap, topics, f"{topic_prefix}-l{linger_ms}-g", batch_linger_ms=linger_ms
+        )
+        with running_detector(settings) as detector:
+            wait_for(lambda: detector.value("beatwatch_ready") == 1.0, 60, "partitions assigned")
+            paced = ProducerSettings(
+                kafka=kafka, topic=topics.beats, rate_hz=200, streams=STREAMS,
+                wire_format="binary", progress_interval_s=0, create_topics=False,
+            )  # fmt: skip
+            assert produce(paced, test_rows, threading.Event()).acknowledged == n
+            wait_for(
+                lambda: detector.value("beatwatch_beats_scored_total") >= n, 60, "all beats scored"
+            )
+            batches[linger_ms] = detector.value("beatwatch_batch_size_beats_count")
+        alerts = [
+            orjson.loads(r.value)
+            for r in read_topic(kafka, topics.alerts, len(offline_over_threshold))
+        ]
+        assert {(a["stream"], a["seq"]) for a in alerts} == offline_over_threshold
+    print(f"\n{n} beats at 200/s: batches without a linger {batches[0]:.0f}, "
+          f"with 200 ms {batches[200]:.0f}")  # fmt: skip
+    # 2 s of beats: about ten 200 ms batches, against a few beats per batch without.
+    assert batches[200] <= n / 10 < batches[0]

@@ -2,9 +2,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
+import pytest
 
 from beatwatch.wire import Beat, encode
-from detector.batch import DLQ_REASON, DLQ_SOURCE_OFFSET, ModelContext, process_batch
+from detector.batch import (
+    DLQ_REASON,
+    DLQ_SOURCE_OFFSET,
+    ModelContext,
+    process_batch,
+    wait_before_poll_s,
+)
 
 LENGTH = 8
 
@@ -104,3 +111,12 @@ def test_unexpected_decode_error_is_dead_lettered_not_raised(monkeypatch):
     assert outcome.scored == 0
     assert dict(outcome.invalid_reasons) == {"internal": 1}
     assert dict(outcome.dead_letters[0].headers)[DLQ_REASON] == b"internal"
+
+
+def test_the_batching_rule_waits_out_the_linger_after_a_partial_batch_only() -> None:
+    # 30 ms since a poll that returned 5 of at most 100 records: wait the rest of 50 ms.
+    assert wait_before_poll_s(50, 0.030, last_batch=5, max_batch=100) == pytest.approx(0.020)
+    assert wait_before_poll_s(50, 0.080, last_batch=5, max_batch=100) == 0.0  # already waited
+    assert wait_before_poll_s(50, 0.0, last_batch=100, max_batch=100) == 0.0  # full: a backlog
+    assert wait_before_poll_s(50, 0.0, last_batch=0, max_batch=100) == 0.0  # the poll waited
+    assert wait_before_poll_s(0, 0.0, last_batch=5, max_batch=100) == 0.0  # the default

@@ -1,5 +1,6 @@
 import argparse
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,9 +9,11 @@ from prometheus_client import generate_latest
 from beatwatch import promtext
 from beatwatch.alert import explain, explain_batch
 from beatwatch.errors import ConfigError
+from beatwatch.kafka import KafkaSettings
 from beatwatch.metrics import DetectorMetrics
 from beatwatch.settings import add_option, positive_float
 from beatwatch.tail import Deduplicator
+from detector.service import DetectorSettings
 from producer.pacing import Pacer
 from producer.source import parse_row_ranges, stream_id
 
@@ -137,3 +140,18 @@ def test_bad_env_variable_is_a_clear_config_error(monkeypatch):
 def test_deduplicator_drops_repeats_within_its_window():
     dedup = Deduplicator(capacity=2)
     assert [dedup.is_new(x) for x in ["a", "b", "a", "c", "a"]] == [True, True, False, True, True]
+
+
+@pytest.mark.parametrize(
+    ("linger_ms", "max_poll_interval_ms", "limit_ms"), [(1001, 300_000, 1000), (501, 1000, 500)]
+)
+def test_a_batch_linger_past_its_limit_is_a_config_error(linger_ms, max_poll_interval_ms, limit_ms):
+    def settings(linger: int) -> DetectorSettings:
+        return DetectorSettings(
+            kafka=KafkaSettings(bootstrap_servers="127.0.0.1:9092"), model_dir=Path("m"),
+            batch_linger_ms=linger, max_poll_interval_ms=max_poll_interval_ms,
+        )  # fmt: skip
+
+    assert settings(limit_ms).batch_linger_ms == limit_ms
+    with pytest.raises(ConfigError, match=f"--batch-linger-ms {linger_ms} is over {limit_ms} ms"):
+        settings(linger_ms)
