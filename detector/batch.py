@@ -198,9 +198,12 @@ def wait_before_poll_s(
     but a fixed per-batch cost (about 3.7 ms of CPU, measured) paid for a few
     beats each. A linger gathers more beats per batch for less CPU; a full
     batch (a backlog) or an empty one (the poll already waited) never lingers.
+    A beat may wait up to about twice the linger: kafka-python sends the next
+    fetch only from inside a poll, so beats that reach the broker after one
+    poll's fetch was answered are fetched by the next poll, returned by the one after.
 
     Args:
-        linger_ms: the longest a beat may wait for its batch to fill, ms.
+        linger_ms: the least time between polls after a partial batch, ms.
         since_last_poll_s: seconds since the previous poll returned.
         last_batch: records the previous poll returned.
         max_batch: records a poll may return.
