@@ -206,7 +206,6 @@ class Scorer:
         # check its arguments and look up its trace cache on every call, about
         # 0.2 ms of a 25-beat batch's 0.5 ms (measured), paid once per batch.
         self._score = _score.get_concrete_function()
-        self._to_tensor = tf.convert_to_tensor
 
     def score(self, beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Score raw (unscaled) beats.
@@ -222,7 +221,7 @@ class Scorer:
         if beats.ndim != 2 or beats.shape[1] != self.input_length:
             raise ValueError(f"beats must have shape (n, {self.input_length}), got {beats.shape}")
         if len(beats) <= MAX_CHUNK:
-            scores, errors = self._score(self._to_tensor(beats))
+            scores, errors = self._score(beats)
             return scores.numpy(), errors.numpy()
         parts = [self.score(beats[i : i + MAX_CHUNK]) for i in range(0, len(beats), MAX_CHUNK)]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
