@@ -15,7 +15,7 @@ from beatwatch.settings import (
 )
 from beatwatch.signals import stop_on_signals
 from beatwatch.wire import FORMATS
-from producer.service import ProducerSettings, run
+from producer.service import DEFAULT_LINGER_MS, ProducerSettings, run
 from producer.source import load_source
 
 
@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                help="port of /metrics (0 picks one, -1 disables)")  # fmt: skip
     add_option(parser, "--progress-interval-s", default=2.0, type=non_negative_float,
                help="seconds between progress lines (0 = none)")  # fmt: skip
-    add_option(parser, "--linger-ms", default=5, type=non_negative_int,
-               help="how long the client waits to fill a batch before sending")  # fmt: skip
+    add_option(parser, "--linger-ms", default=DEFAULT_LINGER_MS, type=non_negative_int,
+               help="how long a batch may wait for more beats before it is sent")  # fmt: skip
     add_flag(parser, "--no-create-topics", help="do not create a missing topic")
 
 
