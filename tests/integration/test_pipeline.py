@@ -211,9 +211,11 @@ def test_a_batch_linger_gathers_paced_beats_into_fewer_batches_and_loses_none(
         )
         with running_detector(settings) as detector:
             wait_for(lambda: detector.value("beatwatch_ready") == 1.0, 60, "partitions assigned")
+            # A short producer linger spreads the beats evenly, so that the
+            # batching measured here is the detector's own.
             paced = ProducerSettings(
                 kafka=kafka, topic=topics.beats, rate_hz=200, streams=STREAMS,
-                wire_format="binary", progress_interval_s=0, create_topics=False,
+                wire_format="binary", progress_interval_s=0, create_topics=False, linger_ms=5,
             )  # fmt: skip
             assert produce(paced, test_rows, threading.Event()).acknowledged == n
             wait_for(
