@@ -75,11 +75,14 @@ def encode(beat: Beat, fmt: str) -> tuple[bytes, bytes, Headers]:
             "stream": beat.stream,
             "seq": beat.seq,
             "ts_ms": beat.ts_ms,
-            "samples": beat.samples.astype(np.float64).tolist(),
+            # Each float32 as the shortest decimal that reads back as the same
+            # float32 (orjson's numpy path), not as its float64 expansion: 1.6
+            # instead of 2.8 kB per ECG5000 beat, with the same values decoded.
+            "samples": np.ascontiguousarray(beat.samples, dtype=np.float32),
         }
         if beat.label is not None:
             body["label"] = beat.label
-        return key, orjson.dumps(body), []
+        return key, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), []
     if fmt == "binary":
         label = NO_LABEL if beat.label is None else beat.label
         prefix = BINARY_PREFIX.pack(beat.seq, beat.ts_ms, label, BINARY_VERSION, 0)

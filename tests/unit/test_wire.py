@@ -31,6 +31,22 @@ def test_round_trip_keeps_every_field(fmt, label):
     assert decoded.samples.dtype == np.float32
 
 
+@given(st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), min_size=LENGTH,
+                max_size=LENGTH))  # fmt: skip
+def test_json_samples_decode_to_the_very_float32_values_encoded(values):
+    """Samples go out as shortest float32 decimals: reading them back must lose no bit."""
+    beat = Beat(stream="p-1", seq=1, ts_ms=1, samples=np.array(values, dtype=np.float32))
+    key, value, headers = encode(beat, "json")
+    decoded = decode(key, value, headers, expected_length=LENGTH)
+    assert decoded.samples.tobytes() == beat.samples.tobytes()
+
+
+def test_json_samples_are_shortest_float32_decimals():
+    samples = np.array([-0.11252183, 1e-45, 3.4028235e38] + [0.1] * (LENGTH - 3), np.float32)
+    _, value, _ = encode(Beat(stream="p-1", seq=1, ts_ms=1, samples=samples), "json")
+    assert orjson.loads(value)["samples"][:4] == [-0.11252183, 1e-45, 3.4028235e38, 0.1]
+
+
 def test_binary_is_a_20_byte_prefix_then_float32_and_one_header():
     _, value, headers = encode(make_beat(), "binary")
     assert len(value) == 20 + LENGTH * 4
