@@ -34,11 +34,19 @@ class FitResult:
     seconds: float
 
 
+def import_tensorflow() -> None:
+    """Import TensorFlow and Keras, with TensorFlow's C++ log lines off."""
+    # Those lines would bury the progress lines; Python exceptions still
+    # surface. One line escapes it: absl's harmless "NodeDef mentions attribute
+    # use_unbounded_threadpool" error, printed by fits of the seed preset.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+
+
 def seed_everything(seed: int) -> None:
     """Make training repeatable: Python, NumPy and TF seeds, deterministic ops."""
-    # TensorFlow's C++ log lines (a harmless tf.data attribute error on every
-    # fit) would bury the progress lines; Python exceptions still surface.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import_tensorflow()
     import keras
     import tensorflow as tf
 
@@ -57,7 +65,7 @@ def fit(
         x_val: scaled held-out normal beats, or None.
         verbose: log one progress line per epoch.
     """
-    seed_everything(config.seed)  # first: it also quiets TF before TF is imported
+    seed_everything(config.seed)  # first: it quiets TF before TF is imported
     import keras
 
     model = build_model(config, x_fit.shape[1])

@@ -13,7 +13,7 @@ from beatwatch.data import Dataset
 from beatwatch.errors import DataError
 from beatwatch.scoring import MinMax, Scorer
 from trainer.calibrate import calibration_stats, threshold_for
-from trainer.fit import FitResult, fit
+from trainer.fit import FitResult, fit, import_tensorflow
 from trainer.metrics import detection_metrics
 from trainer.presets import TrainConfig
 
@@ -94,6 +94,9 @@ def train(dataset: Dataset, config: TrainConfig, *, verbose: bool = True) -> Out
             f"(train {len(split.train)}, calibration {len(split.calibration)}, "
             f"test {len(split.test)})"
         )
+    # Otherwise the first run in a process would time the import too (several
+    # seconds), and `--compare` would show it as spread between seeds.
+    import_tensorflow()
     started = time.perf_counter()
     scaling = MinMax.fit(dataset.x[split.train], config.scaling)
     held_out = config.calibrate_on == "held-out"
