@@ -46,7 +46,7 @@ UCR_SHA256 = {
     "train": "df86ac15d7e283e731db6be7865f5004b65bc639014cb8b9753c26e24a9092a1",
     "test": "0192997dd1793880633bfb34ae3ad5129c09a8e0f210c469225451b92cdd8548",
 }
-# ecg.csv holds UCR TRAIN (500 rows) then TEST rows 0..4497 (PROVENANCE.md).
+# ecg.csv holds UCR TRAIN (500 rows) then TEST rows 0..4497 (../shared/data/ecg5000/PROVENANCE.md).
 UCR_TEST_ROWS_IN_CSV = 4498
 ECG5000_CLASS_NAMES = {
     1: "normal",

@@ -3,7 +3,7 @@
 Naming follows Prometheus conventions: the ``beatwatch_`` prefix, ``_total``
 counters, ``_seconds`` histograms in base units, and no per-stream or per-beat
 labels (stream ids may identify patients; labels are bounded: ``reason``,
-``partition``, ``topic``). Each metrics object takes a registry, so tests use a
+``partition``). Each metrics object takes a registry, so tests use a
 fresh ``CollectorRegistry`` each and processes use their own.
 
 The names here are a contract: ``deploy/`` rules and the Grafana dashboard use
@@ -182,7 +182,8 @@ class DetectorMetrics:
         )
         self.invalid_beats = Counter(
             "beatwatch_invalid_beats_total",
-            "Messages refused before scoring and sent to the dead-letter topic, by reason.",
+            "Messages refused and sent to the dead-letter topic, by reason"
+            " (unscorable: after the model call).",
             ["reason"],
             registry=registry,
         )
@@ -217,7 +218,8 @@ class DetectorMetrics:
         )
         self.end_to_end_latency = BatchHistogram(
             "beatwatch_end_to_end_latency_seconds",
-            "Time from the beat's ts_ms to the end of its scoring.",
+            "Time from the beat's ts_ms to the detector taking up its polled batch"
+            " (the alert's detected_ts_ms).",
             LATENCY_BUCKETS_SECONDS,
             registry,
         )

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "train_seconds")
 HEADERS = ("accuracy", "precision", "recall", "F1", "AUROC", "AUPRC", "train s")
-# Figures measured elsewhere, printed beside ours for orientation (DESIGN.md).
+# Figures measured elsewhere, printed beside ours for orientation (the team's
+# design notes, ../shared/DESIGN.md, beside the repository).
 ANCHORS = (
     ("course recipe, measured (5 seeds)", {"accuracy": 0.949, "auroc": 0.971, "auprc": 0.912}),
     ("TensorFlow tutorial (reported)", {"accuracy": 0.94}),

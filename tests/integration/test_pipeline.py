@@ -153,8 +153,12 @@ def test_malformed_messages_land_in_the_dead_letter_topic_while_good_beats_flow(
           f"dead letters {len(letters)}: {reasons}")  # fmt: skip
     assert reasons == sorted(reason for *_, reason in BAD_MESSAGES)
     assert detector.value("beatwatch_beats_scored_total") == 200
+    header_schema = validator("dead-letter-headers.schema.json")
     for record in letters:
         letter_headers = dict(record.headers)
+        header_schema.validate(
+            {name: raw.decode() for name, raw in letter_headers.items() if name.startswith("bw-")}
+        )
         assert letter_headers[DLQ_SOURCE_TOPIC] == topics.beats.encode()
         assert letter_headers[DLQ_SOURCE_PARTITION] == b"0"
         assert int(letter_headers[DLQ_SOURCE_OFFSET]) >= 0
