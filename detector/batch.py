@@ -29,7 +29,11 @@ DLQ_DETAIL = "bw-dlq-detail"
 DLQ_SOURCE_TOPIC = "bw-source-topic"
 DLQ_SOURCE_PARTITION = "bw-source-partition"
 DLQ_SOURCE_OFFSET = "bw-source-offset"
+DLQ_OMITTED_BYTES = "bw-dlq-omitted-bytes"
 MAX_DETAIL_CHARS = 200
+# A dead letter the detector's producer refuses (its max_request_size is 1 MiB)
+# would rewind the batch forever; half of that leaves room for the headers.
+MAX_DEAD_LETTER_PAYLOAD_BYTES = 512 * 1024
 # Dead-letter reason of a valid beat whose score is not finite.
 UNSCORABLE = "unscorable"
 
@@ -106,16 +110,37 @@ class BatchOutcome:
 
 
 def dead_letter(record: Record, reason: str, detail: str) -> Outgoing:
-    """The dead-letter message for ``record``: original key, value and headers, plus why."""
-    headers: Headers = list(record.headers or [])
-    headers += [
+    """The dead-letter message for ``record``: original key, value and headers, plus why.
+
+    Other clients can write records that kafka-python cannot publish, and a
+    dead letter that cannot be published would stop the detector on every
+    redelivery. So a header without a value, and the value of a record with
+    neither key nor value, are copied as empty bytes; and a key, value and
+    headers over ``MAX_DEAD_LETTER_PAYLOAD_BYTES`` together are left out, their
+    size in ``bw-dlq-omitted-bytes``.
+    """
+    key, value = record.key, record.value
+    original = [(name, raw or b"") for name, raw in record.headers or []]
+    payload_bytes = (
+        len(key or b"") + len(value or b"")
+        + sum(len(name.encode()) + len(raw) for name, raw in original)
+    )  # fmt: skip
+    omitted: Headers = []
+    if payload_bytes > MAX_DEAD_LETTER_PAYLOAD_BYTES:
+        key, value, original = None, b"", []
+        omitted = [(DLQ_OMITTED_BYTES, str(payload_bytes).encode())]
+    elif key is None and value is None:
+        value = b""
+    headers: Headers = [
+        *original,
         (DLQ_REASON, reason.encode()),
         (DLQ_DETAIL, detail[:MAX_DETAIL_CHARS].encode("utf-8", "replace")),
         (DLQ_SOURCE_TOPIC, record.topic.encode()),
         (DLQ_SOURCE_PARTITION, str(record.partition).encode()),
         (DLQ_SOURCE_OFFSET, str(record.offset).encode()),
+        *omitted,
     ]
-    return Outgoing(record.key, record.value, headers)
+    return Outgoing(key, value, headers)
 
 
 def process_batch(

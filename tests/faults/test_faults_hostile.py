@@ -300,3 +300,56 @@ def test_r7_hostile_input_is_dead_lettered_with_its_reason_and_never_stops_the_d
     decoded = Counter({r: n for r, n in expected.items() if r and r != "unscorable"})
     assert reasons - Counter({"unscorable": reasons["unscorable"]}) == decoded
     assert scored + reasons["unscorable"] == expected[""] + expected["unscorable"]
+
+
+def _write_unchecked(
+    producer: KafkaProducer, topic: str, key: bytes | None, value: bytes | None,
+    headers: list[tuple[str, bytes]],
+) -> None:  # fmt: skip
+    """Write a record past ``KafkaProducer.send``'s checks, as other clients may.
+
+    ``send`` refuses a record with neither key nor value, and one over its
+    ``max_request_size``; the broker takes both.
+    """
+    from kafka import TopicPartition
+
+    producer._accumulator.append(
+        TopicPartition(topic, 0), int(time.time() * 1000), key, value, headers
+    )
+    producer._sender.wakeup()
+
+
+def test_r11_records_the_detector_cannot_copy_as_they_are_still_reach_the_dead_letter_topic(
+    kafka_bootstrap, topic_prefix
+):
+    """Dead letters the detector's producer would refuse are made publishable.
+
+    Otherwise the batch would rewind forever (an oversized copy), or the detector
+    would crash on every redelivery (no key and no value): a poison pill of its own.
+    """
+    topics = Topics.named(topic_prefix)
+    kafka = create_topics(kafka_bootstrap, topics)
+    producer = KafkaProducer(**kafka.client_kwargs(), max_request_size=4 * 1024 * 1024)
+    oversized = b"x" * (2 * 1024 * 1024)  # over what the detector's producer may send
+    _write_unchecked(producer, topics.beats, None, None, [])
+    _write_unchecked(producer, topics.beats, b"p-h", oversized, [("x", b"1")])
+    _write_unchecked(producer, topics.beats, b"p-h", _json(seq=2), [])
+    producer.flush()
+    producer.close()
+    settings_ = detector_settings(kafka_bootstrap, topics, f"{topic_prefix}-g")
+    with running_detector(settings_) as detector:
+        wait_for(lambda: detector.value("beatwatch_dead_letters_total") >= 2, 30, "dead letters")
+        wait_for(lambda: detector.value("beatwatch_commits_total") >= 1, 10, "a commit")
+        assert detector.thread.is_alive(), "the detector crashed"
+        scored = detector.value("beatwatch_beats_scored_total")
+        broker_errors = detector.value("beatwatch_broker_errors_total")
+    letters = read_topic(kafka, topics.dlq, 2)
+    headers = [dict(r.headers) for r in letters]
+    summary = [(h[DLQ_REASON], len(r.value or b"")) for h, r in zip(headers, letters, strict=True)]
+    print(f"\n[R11] dead letters {summary}, scored {scored}, broker errors {broker_errors}")
+    assert [h[DLQ_REASON] for h in headers] == [b"empty", b"too-large"]
+    assert scored == 1 and broker_errors == 0
+    assert (letters[0].key, letters[0].value) == (None, b"")
+    # The oversized record's payload is left out; its size says what was there.
+    assert letters[1].value == b"" and letters[1].key is None and "x" not in headers[1]
+    assert int(headers[1]["bw-dlq-omitted-bytes"]) == len(b"p-h") + len(oversized) + 2

@@ -6,9 +6,12 @@ import pytest
 
 from beatwatch.wire import Beat, encode
 from detector.batch import (
+    DLQ_OMITTED_BYTES,
     DLQ_REASON,
     DLQ_SOURCE_OFFSET,
+    MAX_DEAD_LETTER_PAYLOAD_BYTES,
     ModelContext,
+    dead_letter,
     process_batch,
     wait_before_poll_s,
 )
@@ -120,3 +123,31 @@ def test_the_batching_rule_waits_out_the_linger_after_a_partial_batch_only() -> 
     assert wait_before_poll_s(50, 0.0, last_batch=100, max_batch=100) == 0.0  # full: a backlog
     assert wait_before_poll_s(50, 0.0, last_batch=0, max_batch=100) == 0.0  # the poll waited
     assert wait_before_poll_s(0, 0.0, last_batch=5, max_batch=100) == 0.0  # the default
+
+
+def publishable(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> bool:
+    """What ``KafkaProducer.send`` checks before it accepts a record."""
+    return (key is not None or value is not None) and all(
+        isinstance(name, str) and isinstance(raw, bytes) for name, raw in headers
+    )
+
+
+def test_dead_letters_of_records_kafka_python_cannot_publish_are_made_publishable():
+    no_key_no_value = FakeRecord("beats", 0, 1, None, None)
+    null_header = FakeRecord("beats", 0, 2, b"p-1", b"{}", [("content-type", None)])  # type: ignore[list-item]
+    oversized = FakeRecord(
+        "beats", 0, 3, b"p-1", b"x" * MAX_DEAD_LETTER_PAYLOAD_BYTES, [("h", b"1")]
+    )
+    as_is = FakeRecord("beats", 0, 4, b"p-1", b"{bad", [("content-type", b"application/json")])
+    letters = [dead_letter(r, "r", "d") for r in (no_key_no_value, null_header, oversized, as_is)]
+    assert all(publishable(letter.key, letter.value, letter.headers) for letter in letters)
+    assert (letters[0].key, letters[0].value) == (None, b"")
+    assert letters[1].headers[0] == ("content-type", b"")
+    assert (letters[2].key, letters[2].value) == (None, b"")
+    omitted = dict(letters[2].headers)[DLQ_OMITTED_BYTES]
+    assert int(omitted) == 3 + MAX_DEAD_LETTER_PAYLOAD_BYTES + 2
+    assert "h" not in dict(letters[2].headers)
+    # Anything kafka-python can publish is copied unchanged.
+    assert (letters[3].key, letters[3].value) == (as_is.key, as_is.value)
+    assert letters[3].headers[0] == as_is.headers[0]
+    assert DLQ_OMITTED_BYTES not in dict(letters[3].headers)
