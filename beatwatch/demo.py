@@ -190,6 +190,8 @@ def main(args: argparse.Namespace) -> int:
             python, "-m", "producer", "--bootstrap-servers", bootstrap, "--rows-from",
             f"{model_dir}:test", "--streams", str(args.streams), "--rate", str(args.rate),
             "--format", args.format, "--progress-interval-s", "0",
+            # Numbered from 0: the summary matches alerts to rows by (stream, seq).
+            "--first-seq", "0",
         ]  # fmt: skip
         if args.data:
             producer_command += ["--data", args.data]

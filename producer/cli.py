@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(parser, "--linger-ms", default=DEFAULT_LINGER_MS, type=non_negative_int,
                help="how long a batch may wait for more beats before it is sent")  # fmt: skip
     add_flag(parser, "--no-create-topics", help="do not create a missing topic")
+    add_option(parser, "--first-seq", default=None, type=non_negative_int,
+               help="seq of each stream's first beat (default: the run's start time in "
+                    "microseconds, so that reruns never reuse a stream's seq)")  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -77,6 +80,7 @@ def main(args: argparse.Namespace) -> int:
         progress_interval_s=args.progress_interval_s,
         linger_ms=args.linger_ms,
         create_topics=not args.no_create_topics,
+        first_seq=args.first_seq,
     )
     stats = run(settings, source, stop)
     print(

@@ -38,13 +38,24 @@ class Pacer:
         self._start = clock()
         self._sent = 0
 
-    def wait(self) -> None:
-        """Return when the next beat is due (immediately when unpaced or behind)."""
+    def wait(self, stopping: Callable[[], bool] = lambda: False) -> bool:
+        """Wait until the next beat is due (not at all when unpaced or behind).
+
+        Args:
+            stopping: checked between sleeps; a stop request ends the wait.
+
+        Returns:
+            True when the beat is due and counted as released, False when
+            ``stopping`` ended the wait first.
+        """
         if self.rate_hz > 0:
             due = self._start + self._sent / self.rate_hz
             while (delay := due - self._clock()) > 0:
+                if stopping():
+                    return False
                 self._sleep(min(delay, self._max_sleep_s))
         self._sent += 1
+        return True
 
     @property
     def sent(self) -> int:

@@ -2,8 +2,12 @@
 
 Beat ``i`` of the replay goes to stream ``i % streams`` with that stream's next
 ``seq``; keying by stream keeps each stream's beats in order within one
-partition. The idempotent producer (kafka-python 3 default, ``acks=all``)
-keeps broker retries from duplicating beats.
+partition. Each stream's ``seq`` starts at ``first_seq``, by default the run's
+start time in microseconds since the epoch: alerts are identified by stream,
+seq and model, so a rerun that numbered its beats from 0 again would have its
+alerts dropped as repeats by every subscriber that deduplicates. The
+idempotent producer (kafka-python 3 default, ``acks=all``) keeps broker
+retries from duplicating beats.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class ProducerSettings:
     progress_interval_s: float = 2.0
     linger_ms: int = DEFAULT_LINGER_MS
     create_topics: bool = True
+    first_seq: int | None = None  # None: the run's start time, µs since the epoch
 
 
 @dataclass
@@ -64,7 +69,7 @@ class ProducerStats:
     acknowledged: int = 0
     errors: int = 0
     elapsed_s: float = 0.0
-    per_stream_seq: dict[str, int] = field(default_factory=dict)
+    per_stream_seq: dict[str, int] = field(default_factory=dict)  # the next seq of each
 
     @property
     def rate_hz(self) -> float:
@@ -133,7 +138,11 @@ def run(
         log.warning("beat not delivered: %s", exc)
 
     streams = [stream_id(i) for i in range(settings.streams)]
-    seqs = np.zeros(settings.streams, dtype=np.int64)
+    # Microseconds: no stream can take two beats in one, so no two runs, even
+    # concurrent ones, share a (stream, seq); and 2**53 (exact in JavaScript)
+    # is two centuries away.
+    first_seq = time.time_ns() // 1000 if settings.first_seq is None else settings.first_seq
+    seqs = np.full(settings.streams, first_seq, dtype=np.int64)
     progress = _Progress(settings.progress_interval_s, progress_out)
     pacer = Pacer(settings.rate_hz)
     started = time.monotonic()
@@ -150,7 +159,8 @@ def run(
             label = None
             if settings.include_labels and source.labels is not None:
                 label = int(source.labels[row])
-            pacer.wait()
+            if not pacer.wait(stop.is_set):
+                break
             beat = Beat(
                 stream=streams[stream],
                 seq=int(seqs[stream]),

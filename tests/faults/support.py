@@ -106,7 +106,7 @@ def producer_settings(
     return ProducerSettings(
         kafka=KafkaSettings(bootstrap_servers=bootstrap), topic=topic, rate_hz=rate_hz,
         streams=streams, wire_format=fmt, include_labels=False, progress_interval_s=0,
-        create_topics=False,
+        create_topics=False, first_seq=0,
     )  # fmt: skip
 
 

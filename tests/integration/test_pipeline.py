@@ -61,10 +61,12 @@ def offline_over_threshold(test_rows: ReplaySource) -> set[tuple[str, int]]:
     return {(f"p-{i % STREAMS:04d}", i // STREAMS) for i in over}
 
 
-def replay(bootstrap: str, topic: str, source: ReplaySource, fmt: str) -> None:
+def replay(
+    bootstrap: str, topic: str, source: ReplaySource, fmt: str, first_seq: int | None = 0
+) -> None:
     settings = ProducerSettings(
         kafka=KafkaSettings(bootstrap_servers=bootstrap), topic=topic, rate_hz=0, streams=STREAMS,
-        wire_format=fmt, progress_interval_s=0, create_topics=False,
+        wire_format=fmt, progress_interval_s=0, create_topics=False, first_seq=first_seq,
     )  # fmt: skip
     stats = produce(settings, source, threading.Event())
     assert stats.acknowledged == len(source.samples) and stats.errors == 0
@@ -220,6 +222,7 @@ def test_a_batch_linger_gathers_paced_beats_into_fewer_batches_and_loses_none(
             paced = ProducerSettings(
                 kafka=kafka, topic=topics.beats, rate_hz=200, streams=STREAMS,
                 wire_format="binary", progress_interval_s=0, create_topics=False, linger_ms=5,
+                first_seq=0,
             )  # fmt: skip
             assert produce(paced, test_rows, threading.Event()).acknowledged == n
             wait_for(
@@ -235,3 +238,28 @@ def test_a_batch_linger_gathers_paced_beats_into_fewer_batches_and_loses_none(
           f"with 200 ms {batches[200]:.0f}")  # fmt: skip
     # 2 s of beats: about ten 200 ms batches, against a few beats per batch without.
     assert batches[200] <= n / 10 < batches[0]
+
+
+def test_producer_reruns_never_reuse_a_streams_seq(kafka_bootstrap, topic_prefix, test_rows):
+    """Two runs onto one topic share no (stream, seq).
+
+    Alerts are identified by stream/seq/model: a rerun numbering from 0 again
+    would have its alerts dropped as repeats by deduplicating subscribers.
+    """
+    topics = Topics.named(topic_prefix)
+    kafka = create_topics(kafka_bootstrap, topics)
+    few = ReplaySource(test_rows.samples[:64], test_rows.labels[:64], test_rows.rows[:64])
+    replay(kafka_bootstrap, topics.beats, few, "json", first_seq=None)
+    replay(kafka_bootstrap, topics.beats, few, "json", first_seq=None)
+    beats = [orjson.loads(r.value) for r in read_topic(kafka, topics.beats, 128)]
+    keys = [(b["stream"], b["seq"]) for b in beats]
+    per_stream: dict[str, list[int]] = {}
+    for stream, seq in keys:
+        per_stream.setdefault(stream, []).append(seq)
+    print(f"\nseqs of p-0000 over two runs: {sorted(per_stream['p-0000'])}")
+    assert len(keys) == 128 and len(set(keys)) == 128
+    for seqs in per_stream.values():
+        # 4 beats per stream per run: consecutive within a run, far apart across.
+        first, second = sorted(seqs)[:4], sorted(seqs)[4:]
+        assert first == list(range(first[0], first[0] + 4))
+        assert second == list(range(second[0], second[0] + 4)) and second[0] > first[-1]

@@ -48,6 +48,14 @@ def test_pacer_catches_up_without_sleeping_when_behind():
     assert fake.slept == 0.0
 
 
+def test_a_stop_request_ends_a_long_wait_within_one_short_sleep():
+    fake = FakeClock()
+    pacer = Pacer(0.05, clock=fake.clock, sleep=fake.sleep, max_sleep_s=0.1)  # one beat per 20 s
+    assert pacer.wait(lambda: False)  # the first beat is due at once
+    assert not pacer.wait(lambda: fake.now >= 1.0)  # stop requested 1 s into a 20 s wait
+    assert 1.0 <= fake.now <= 1.1 + 1e-9 and pacer.sent == 1  # not the 20 s
+
+
 def test_unpaced_never_sleeps():
     fake = FakeClock()
     pacer = Pacer(0.0, clock=fake.clock, sleep=fake.sleep)
