@@ -116,13 +116,18 @@ def run(
     server = None
     if settings.metrics_port >= 0:
         server = MetricsServer(registry, settings.metrics_port, host=settings.metrics_host).start()
-    if settings.create_topics:
-        ensure_topics(settings.kafka, {settings.topic: settings.partitions})
-    producer = KafkaProducer(
-        **settings.kafka.client_kwargs(), acks="all", linger_ms=settings.linger_ms,
-        batch_size=256 * 1024,
-        partitioner=CachedKeyPartitioner(),
-    )  # fmt: skip
+    try:
+        if settings.create_topics:
+            ensure_topics(settings.kafka, {settings.topic: settings.partitions})
+        producer = KafkaProducer(
+            **settings.kafka.client_kwargs(), acks="all", linger_ms=settings.linger_ms,
+            batch_size=256 * 1024,
+            partitioner=CachedKeyPartitioner(),
+        )  # fmt: skip
+    except BaseException:
+        if server is not None:  # free its port: run() may be called again in-process
+            server.stop()
+        raise
     stats = ProducerStats()
     lock = threading.Lock()
 
