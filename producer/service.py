@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 # linger, and each new batch wakes kafka-python's sender thread (~200 µs of CPU
 # a wake-up). At 2,000 beats/s that made the 5 ms producer the pipeline's
 # second-largest user of CPU, and fewer, larger batches also cost the broker
-# and the detector less. Measured in the README (Performance, producer linger).
+# and the detector less. Measured: docs/performance.md, "Producer linger".
 DEFAULT_LINGER_MS = 20
 
 
