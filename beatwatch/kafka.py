@@ -286,18 +286,33 @@ def security_settings(
     )
 
 
+class TopicCreationError(ConfigError):
+    """The broker answered but would not create a topic (replication factor, policy, ACL).
+
+    Unlike an unreachable broker this does not heal by waiting, so the detector
+    stops on it instead of retrying.
+    """
+
+
 def ensure_topics(
-    settings: KafkaSettings, topics: dict[str, int], *, timeout_s: float = 30.0
+    settings: KafkaSettings,
+    topics: dict[str, int],
+    *,
+    replication_factor: int = 1,
+    timeout_s: float = 30.0,
 ) -> None:
     """Create each missing topic with its partition count; existing topics are left alone.
 
     Args:
         settings: how to reach the broker.
         topics: topic name -> partition count.
+        replication_factor: copies of each partition for topics created here;
+            production Kafka wants 3 (with ``min.insync.replicas=2``).
         timeout_s: how long to keep retrying while the broker is not reachable.
 
     Raises:
         ConfigError: the broker did not answer within ``timeout_s``.
+        TopicCreationError: the broker refused to create a missing topic.
     """
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -323,15 +338,22 @@ def ensure_topics(
     try:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=count, replication_factor=1)
+            NewTopic(name, num_partitions=count, replication_factor=replication_factor)
             for name, count in topics.items()
             if name not in existing
         ]
         if missing:
+            names = ", ".join(t.name for t in missing)
             try:
                 admin.create_topics(missing)
-                log.info("created topics %s", ", ".join(t.name for t in missing))
+                log.info("created topics %s (replication factor %d)", names, replication_factor)
             except TopicAlreadyExistsError:
                 pass  # another process won the race; that is fine
+            except KafkaError as exc:
+                raise TopicCreationError(
+                    f"the broker refused to create {names} with replication factor "
+                    f"{replication_factor}: {exc} (create them yourself, or see "
+                    "--replication-factor and --no-create-topics)"
+                ) from None
     finally:
         admin.close()

@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(parser, "--group-id", default="beatwatch-detector", help="consumer group")
     add_option(parser, "--partitions", default=4, type=positive_int,
                help="partitions for topics this command creates")  # fmt: skip
+    add_option(parser, "--replication-factor", default=1, type=positive_int,
+               help="replication factor for topics this command creates "
+                    "(3 on production Kafka)")  # fmt: skip
     add_option(parser, "--max-batch", default=1000, type=positive_int,
                help="most beats scored per model call (the poll's max_records)")  # fmt: skip
     add_option(parser, "--batch-linger-ms", default=0, type=non_negative_int,
@@ -68,6 +71,7 @@ def settings_from_args(args: argparse.Namespace) -> DetectorSettings:
         dlq_topic=args.dlq_topic,
         group_id=args.group_id,
         partitions=args.partitions,
+        replication_factor=args.replication_factor,
         max_batch=args.max_batch,
         batch_linger_ms=args.batch_linger_ms,
         poll_timeout_ms=args.poll_timeout_ms,

@@ -31,6 +31,7 @@ from beatwatch.kafka import (
     DLQ_TOPIC,
     FETCH_MAX_WAIT_MS,
     KafkaSettings,
+    TopicCreationError,
     ensure_topics,
 )
 from beatwatch.metrics import DetectorMetrics
@@ -103,6 +104,7 @@ class DetectorSettings:
     dlq_topic: str = DLQ_TOPIC
     group_id: str = "beatwatch-detector"
     partitions: int = 4
+    replication_factor: int = 1
     max_batch: int = 1000
     batch_linger_ms: int = 0
     poll_timeout_ms: int = 100
@@ -238,6 +240,7 @@ class Detector:
                         {settings.beats_topic: settings.partitions,
                          settings.alerts_topic: settings.partitions,
                          settings.dlq_topic: 1},
+                        replication_factor=settings.replication_factor,
                         timeout_s=5.0,
                     )  # fmt: skip
                 self.producer = KafkaProducer(
@@ -261,6 +264,8 @@ class Detector:
                     settings.kafka.bootstrap_servers, settings.group_id, settings.beats_topic,
                 )  # fmt: skip
                 return True
+            except TopicCreationError:
+                raise  # waiting does not change the broker's answer: stop with its line
             except (KafkaError, ConfigError) as exc:  # ConfigError: ensure_topics timed out
                 self.metrics.broker_errors.inc()
                 log.warning(

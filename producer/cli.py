@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(parser, "--beats-topic", default=BEATS_TOPIC, help="topic to send beats to")
     add_option(parser, "--partitions", default=4, type=positive_int,
                help="partitions if the topic is created")  # fmt: skip
+    add_option(parser, "--replication-factor", default=1, type=positive_int,
+               help="replication factor if the topic is created "
+                    "(3 on production Kafka)")  # fmt: skip
     add_option(parser, "--data", default=None,
                help="CSV of vectors + label; default ECG5000 (found or fetched)")  # fmt: skip
     add_option(parser, "--label-column", default="-1", help="label column name or index (CSV)")
@@ -70,6 +73,7 @@ def main(args: argparse.Namespace) -> int:
         kafka=kafka_settings_from_args(args),
         topic=args.beats_topic,
         partitions=args.partitions,
+        replication_factor=args.replication_factor,
         rate_hz=args.rate,
         streams=args.streams,
         limit=args.limit,

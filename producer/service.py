@@ -47,6 +47,7 @@ class ProducerSettings:
     kafka: KafkaSettings
     topic: str = BEATS_TOPIC
     partitions: int = 4
+    replication_factor: int = 1
     rate_hz: float = 100.0
     streams: int = 32
     limit: int = 0
@@ -118,7 +119,11 @@ def run(
         server = MetricsServer(registry, settings.metrics_port, host=settings.metrics_host).start()
     try:
         if settings.create_topics:
-            ensure_topics(settings.kafka, {settings.topic: settings.partitions})
+            ensure_topics(
+                settings.kafka,
+                {settings.topic: settings.partitions},
+                replication_factor=settings.replication_factor,
+            )
         producer = KafkaProducer(
             **settings.kafka.client_kwargs(), acks="all", linger_ms=settings.linger_ms,
             batch_size=256 * 1024,

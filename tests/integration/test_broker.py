@@ -2,6 +2,7 @@ import time
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from beatwatch import cli
 from beatwatch.kafka import KafkaSettings, ensure_topics
 
 
@@ -40,3 +41,24 @@ def test_ensure_topics_creates_requested_partition_count(kafka_bootstrap, topic_
         time.sleep(0.1)
     consumer.close()
     assert partitions == {0, 1, 2, 3}
+
+
+def test_produce_creates_its_topic_with_the_replication_factor_asked_for(
+    kafka_bootstrap, topic_prefix, tmp_path
+):
+    from kafka.admin import KafkaAdminClient
+
+    csv = tmp_path / "vectors.csv"
+    csv.write_text("".join(f"{i},{i + 1},{i + 2},1\n" for i in range(10)))
+    topic = f"{topic_prefix}-replicated"
+    argv = ["produce", "--bootstrap-servers", kafka_bootstrap, "--beats-topic", topic,
+            "--data", str(csv), "--rate", "0", "--progress-interval-s", "0",
+            "--partitions", "2", "--replication-factor", "3"]  # fmt: skip
+    assert cli.main(argv) == 0
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        (described,) = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    # tansu is one node: it records the factor by listing that node three times.
+    assert sorted(len(p["replica_nodes"]) for p in described["partitions"]) == [3, 3]

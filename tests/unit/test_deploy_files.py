@@ -296,6 +296,12 @@ def test_start_order_waits_for_health_and_topics(compose):
     assert services["producer"]["depends_on"]["detector"]["condition"] == "service_healthy"
     assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
     assert services["topics"]["environment"]["BEATWATCH_PARTITIONS"] == "${BEATWATCH_PARTITIONS:-4}"
+    assert services["topics"]["environment"]["BEATWATCH_REPLICATION_FACTOR"] == (
+        "${BEATWATCH_REPLICATION_FACTOR:-1}"
+    )
+    assert '--replication-factor "$$BEATWATCH_REPLICATION_FACTOR"' in "".join(
+        services["topics"]["command"]
+    )
 
 
 def test_trainer_runs_only_on_demand(compose):
