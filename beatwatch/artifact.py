@@ -1,17 +1,21 @@
 """Save and load the model artifact: ``model.keras`` + ``artifact.json`` in one directory.
 
 Saving writes a temporary directory beside the target and renames it into
-place, so a crash never leaves half an artifact. Loading checks everything it
+place, so a crash never leaves half an artifact; it replaces an existing
+artifact but refuses to replace anything else. Loading checks everything it
 can without TensorFlow (the json, the format version, the model file's sha256,
-the input length, no Lambda layer in the model config) so that ``beatwatch
-detect`` refuses a bad artifact in milliseconds with one clear line; the Keras
-model itself is loaded (``safe_mode=True``) only when :meth:`Artifact.scorer`
-or :meth:`Artifact.keras_model` is called.
+the input length, no Lambda layer in the model config, every field's type
+and range) so that ``beatwatch detect`` refuses a bad artifact in
+milliseconds with one clear line; the Keras model itself is loaded
+(``safe_mode=True``) only when :meth:`Artifact.scorer` or
+:meth:`Artifact.keras_model` is called.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
 import tempfile
 import zipfile
@@ -46,6 +50,9 @@ ECG5000_REGIONS: list[dict[str, Any]] = [
     {"name": "P", "start": 95, "end": 125},
     {"name": "next-QRS", "start": 125, "end": 140},
 ]
+# Kernel pseudo-filesystems: a directory there may look writable to root, but
+# an artifact cannot (or must not) live there.
+PSEUDO_FILESYSTEMS = (Path("/proc"), Path("/sys"), Path("/dev"))
 
 
 @dataclass
@@ -149,7 +156,9 @@ def load_artifact(path: str | Path) -> Artifact:
     Raises:
         ArtifactError: one line each for a missing directory or file, corrupt
             json, an unknown format version, a model checksum mismatch, a
-            Lambda layer, or a wrong or inconsistent input length.
+            Lambda layer, a wrong or inconsistent input length, or a malformed,
+            non-finite or inverted field (preprocessing, threshold,
+            calibration, regions).
     """
     root = Path(path)
     if not root.is_dir():
@@ -193,32 +202,98 @@ def load_artifact(path: str | Path) -> Artifact:
             f"{root}: input length {length} in artifact.json but {sorted(model_lengths)} in "
             f"{MODEL_FILE}"
         )
-    try:
-        scaling = MinMax.from_config(config["preprocessing"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"{config_file}: bad preprocessing ({exc})") from None
-    if len(scaling.low) not in (1, length) or len(scaling.high) != len(scaling.low):
-        raise ArtifactError(
-            f"{config_file}: preprocessing has {len(scaling.low)} values, expected 1 or {length}"
-        )
+    _check_preprocessing(config_file, config["preprocessing"], length)
     if config["loss"] not in LOSSES:
         raise ArtifactError(f"{config_file}: unknown loss {config['loss']!r}")
-    try:
-        threshold = float(config["threshold"]["value"])
-    except (KeyError, TypeError, ValueError):
-        raise ArtifactError(f"{config_file}: threshold.value missing or not a number") from None
-    regions = list(config.get("regions", []))
-    for region in regions:
-        if not 0 <= region.get("start", -1) < region.get("end", -1) <= length:
-            raise ArtifactError(f"{config_file}: region {region} is outside 0..{length}")
+    threshold: Any = None
+    if isinstance(config["threshold"], dict):
+        threshold = config["threshold"].get("value")
+    if not _is_number(threshold):
+        raise ArtifactError(f"{config_file}: threshold.value missing or not a number")
+    if not _is_finite(threshold):
+        # A NaN or infinite threshold compares false with every score: no alert, ever.
+        raise ArtifactError(f"{config_file}: threshold.value must be finite, got {threshold!r}")
+    _check_calibration(config_file, config.get("calibration", {}))
+    regions = _checked_regions(config_file, config.get("regions", []), length)
     return Artifact(
         path=root,
         config=config,
         input_length=length,
-        threshold=threshold,
+        threshold=float(threshold),
         model_version=str(config["model_version"]),
         regions=regions,
     )
+
+
+def _is_number(value: Any) -> bool:
+    """Whether ``value`` is a JSON number (``bool`` is an ``int`` in Python, but not one)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer literal too large for a float
+        return False
+
+
+def _check_preprocessing(config_file: Path, preprocessing: Any, length: int) -> None:
+    """Refuse scaling parameters that are malformed, of the wrong size, non-finite or inverted."""
+    try:
+        scaling = MinMax.from_config(preprocessing)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{config_file}: bad preprocessing ({exc})") from None
+    if scaling.low.ndim != 1 or scaling.high.ndim != 1:
+        raise ArtifactError(f"{config_file}: preprocessing min and max must be lists of numbers")
+    if len(scaling.low) not in (1, length) or len(scaling.high) != len(scaling.low):
+        raise ArtifactError(
+            f"{config_file}: preprocessing has {len(scaling.low)} values, expected 1 or {length}"
+        )
+    for key, values in (("min", scaling.low), ("max", scaling.high)):
+        if not np.isfinite(values).all():
+            raise ArtifactError(f"{config_file}: preprocessing.{key} has non-finite values")
+    # min == max is a constant feature, which MinMax guards with MIN_RANGE; min > max
+    # is no fitted scaling at all.
+    inverted = np.flatnonzero(scaling.low > scaling.high)
+    if len(inverted):
+        i = int(inverted[0])
+        raise ArtifactError(
+            f"{config_file}: preprocessing min > max at feature {i} "
+            f"({scaling.low[i]!r} > {scaling.high[i]!r})"
+        )
+
+
+def _check_calibration(config_file: Path, calibration: Any) -> None:
+    """Refuse calibration errors that :meth:`Artifact.scorer` could not turn into p-values."""
+    if not isinstance(calibration, dict):
+        raise ArtifactError(f"{config_file}: calibration must be an object")
+    errors = calibration.get("errors", [])
+    if not isinstance(errors, list) or not all(
+        _is_number(error) and _is_finite(error) for error in errors
+    ):
+        raise ArtifactError(f"{config_file}: calibration.errors must be a list of finite numbers")
+
+
+def _checked_regions(config_file: Path, regions: Any, length: int) -> list[dict[str, Any]]:
+    """Return ``regions`` once each is ``{"name": str, "start": int, "end": int}`` in the beat."""
+    if not isinstance(regions, list):
+        raise ArtifactError(f"{config_file}: regions must be a list")
+    for region in regions:
+        if not (
+            isinstance(region, dict)
+            and isinstance(region.get("name"), str)
+            and all(
+                isinstance(region.get(key), int) and not isinstance(region.get(key), bool)
+                for key in ("start", "end")
+            )
+        ):
+            raise ArtifactError(
+                f"{config_file}: region {region!r} is not "
+                "{name: string, start: integer, end: integer}"
+            )
+        if not 0 <= region["start"] < region["end"] <= length:
+            raise ArtifactError(f"{config_file}: region {region} is outside 0..{length}")
+    return list(regions)
 
 
 def _inference_copy(model: Any) -> Any:
@@ -233,11 +308,113 @@ def _inference_copy(model: Any) -> Any:
     return copy
 
 
+def check_artifact_target(target: str | Path) -> Path:
+    """Check that an artifact can be written at ``target`` without destroying anything else.
+
+    Creates nothing, so the trainer can call it before spending minutes on
+    training. Replaceable are: nothing, an empty directory, or an artifact
+    directory (one holding ``artifact.json``).
+
+    Args:
+        target: the artifact directory to create or replace.
+
+    Returns:
+        ``target`` resolved to an absolute path (symlinks followed).
+
+    Raises:
+        ArtifactError: one line when ``target`` is a file or a non-empty
+            directory that is not an artifact, is the working directory or
+            one of its parents, lies under /proc, /sys or /dev, or its
+            nearest existing ancestor is a file or not writable.
+    """
+    try:
+        resolved = Path(target).resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop before 3.13
+        raise ArtifactError(f"cannot resolve artifact path {target}: {exc}") from None
+    try:
+        cwd: Path | None = Path.cwd().resolve()
+    except OSError:  # the working directory was deleted: nothing to protect
+        cwd = None
+    if cwd is not None and (resolved == cwd or resolved in cwd.parents):
+        # Renaming "." fails with EBUSY, and replacing a parent would take the
+        # working directory (and everything beside it) with it.
+        raise ArtifactError(
+            f"{resolved} is the working directory or one of its parents; refusing to replace it"
+        )
+    for pseudo in PSEUDO_FILESYSTEMS:
+        if resolved.is_relative_to(pseudo):
+            raise ArtifactError(
+                f"{resolved} is under {pseudo}; refusing to write an artifact there"
+            )
+    if resolved.exists():
+        if not resolved.is_dir():
+            raise ArtifactError(f"{resolved} exists and is not a directory; refusing to replace it")
+        try:
+            foreign = not (resolved / CONFIG_FILE).is_file() and any(resolved.iterdir())
+        except OSError as exc:
+            raise ArtifactError(f"cannot list {resolved}: {exc.strerror or exc}") from None
+        if foreign:
+            raise ArtifactError(
+                f"{resolved} is a non-empty directory without {CONFIG_FILE} (not an artifact); "
+                "refusing to replace it"
+            )
+    # The parent must accept the staging directory and the renames; when it does
+    # not exist yet, its nearest existing ancestor must accept mkdir.
+    ancestor = resolved.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ArtifactError(f"cannot write {resolved}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ArtifactError(f"cannot write {resolved}: {ancestor} is not writable")
+    return resolved
+
+
+def _finite_or_null(node: Any) -> Any:
+    """``node`` with every NaN or infinite float, at any depth, replaced by None."""
+    if isinstance(node, float):  # np.float64 included: it subclasses float
+        return node if math.isfinite(node) else None
+    if isinstance(node, dict):
+        return {key: _finite_or_null(value) for key, value in node.items()}
+    if isinstance(node, list | tuple):
+        return [_finite_or_null(value) for value in node]
+    return node
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``, replacing an existing ``target`` directory.
+
+    A directory cannot be replaced by rename in one step: the old one moves
+    aside first, so at every moment the target is either absent or whole. When
+    a rename fails, the old artifact is put back and no ``.old-`` directory is
+    left behind.
+    """
+    if not target.exists():
+        staging.replace(target)
+        return
+    retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+    try:
+        target.replace(retired / "artifact")
+    except OSError:
+        retired.rmdir()
+        raise
+    try:
+        staging.replace(target)
+    except OSError:
+        (retired / "artifact").replace(target)
+        retired.rmdir()
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+
+
 def save_artifact(target: str | Path, model: Any, config: dict[str, Any], name: str) -> Artifact:
     """Write ``model`` and ``config`` as an artifact directory, atomically.
 
     Fills in ``format_version``, ``model_sha256``, ``model_version`` and
-    ``input_length``; an existing artifact at ``target`` is replaced.
+    ``input_length``; an existing artifact at ``target`` is replaced, anything
+    else there is refused (see :func:`check_artifact_target`). NaN and
+    infinite floats anywhere in ``config`` (an undefined metric, say) are
+    written as ``null``, so ``artifact.json`` is strict JSON.
 
     Args:
         target: the artifact directory to create or replace.
@@ -247,10 +424,18 @@ def save_artifact(target: str | Path, model: Any, config: dict[str, Any], name: 
 
     Returns:
         The written artifact, loaded back and checked.
+
+    Raises:
+        ArtifactError: ``target`` is refused, or writing fails (one line with
+            the operating system's reason).
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    target = check_artifact_target(target)
+    config = _finite_or_null(config)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    except OSError as exc:
+        raise ArtifactError(f"cannot write artifact {target}: {exc.strerror or exc}") from None
     try:
         _inference_copy(model).save(staging / MODEL_FILE)
         digest = sha256_bytes((staging / MODEL_FILE).read_bytes())
@@ -261,17 +446,15 @@ def save_artifact(target: str | Path, model: Any, config: dict[str, Any], name: 
             **config,
             "model_sha256": digest,
         }
-        (staging / CONFIG_FILE).write_text(json.dumps(full, indent=1) + "\n", encoding="utf-8")
+        # allow_nan=False: a non-finite value that slipped past _finite_or_null
+        # fails here instead of writing a bare NaN.
+        text = json.dumps(full, indent=1, allow_nan=False)
+        (staging / CONFIG_FILE).write_text(text + "\n", encoding="utf-8")
         staging.chmod(0o755)
-        # A directory cannot be replaced by rename in one step: move the old one
-        # aside first, so at every moment the target is either absent or whole.
-        retired = None
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-            target.replace(retired / "artifact")
-        staging.replace(target)
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
+        _move_into_place(staging, target)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ArtifactError(f"cannot write artifact {target}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

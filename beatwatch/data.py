@@ -96,11 +96,41 @@ def cache_dir() -> Path:
 # --------------------------------------------------------------------------- CSV
 
 
+def format_number(value: float) -> str:
+    """Show a number exactly and briefly: ``1``, ``0.5``, ``1234567``, ``1e-10``."""
+    if value == 0 or 1e-4 <= abs(value) < 1e16:
+        return str(np.format_float_positional(value, trim="-"))
+    return repr(float(value))
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:
         return False
+    return True
+
+
+def _looks_like_header(path: Path, fields: list[str]) -> bool:
+    """Whether a file's first line names its columns.
+
+    A header has a field that is not a number (``x1,...,label``) or is
+    exactly ``0,1,...,n-1``: what pandas' ``to_csv`` writes for unnamed
+    columns. A line mixing text with decimals is neither, but a data row with
+    a bad value: skipping it as a header would lose it silently.
+    """
+    numeric = [_is_number(field) for field in fields]
+    if all(numeric):
+        return fields == [str(i) for i in range(len(fields))]
+    decimals = [
+        i for i, field in enumerate(fields) if numeric[i] and not field.lstrip("+-").isdigit()
+    ]
+    if decimals:
+        text = next(i for i, is_number in enumerate(numeric) if not is_number)
+        raise DataError(
+            f"{path}: line 1: column {text}: non-numeric value {fields[text]!r} among "
+            "decimal numbers: a data row with a bad value, not a header"
+        )
     return True
 
 
@@ -141,22 +171,25 @@ def load_csv(
         label_column: the label's column: an index (negative counts from the
             end) or, for a file with a header, its name.
         normal_label: the label value of normal rows; all others are anomalies.
-        header: whether the first line is a header; None detects it (a first
-            line with a non-numeric field is a header).
+        header: whether the first line is a header; None detects it (see
+            :func:`_looks_like_header`).
 
     Returns:
         The dataset; ``classes`` is None.
 
     Raises:
         DataError: missing file, ragged rows, non-numeric or non-finite values,
-            too few rows, no normal rows, or an unknown label column — naming
-            the file, the 1-based line and the problem.
+            values beyond float32, too few rows, no normal rows, an unknown
+            label column, or a gzip file — naming the file, the 1-based line,
+            the 0-based column (as ``label_column`` counts) and the problem.
     """
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if raw.startswith(b"\x1f\x8b"):
+        raise DataError(f"{path}: gzip-compressed; decompress it first (gunzip)")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -166,7 +199,7 @@ def load_csv(
     if not numbered:
         raise DataError(f"{path}: empty file")
     first_fields = [field.strip().strip('"') for field in numbered[0][1].split(",")]
-    has_header = header if header is not None else not all(_is_number(f) for f in first_fields if f)
+    has_header = header if header is not None else _looks_like_header(path, first_fields)
     names = first_fields if has_header else None
     data_lines = numbered[1:] if has_header else numbered
     if len(data_lines) < MIN_ROWS:
@@ -195,8 +228,9 @@ def load_csv(
         cell = str(frame.iat[row, col]).strip()
         if cell.lower() not in {"nan", "+nan", "-nan"}:
             shown = repr(cell) if cell else "an empty field"
+            what = " in the label column (labels must be numbers)" if col == label_index else ""
             raise DataError(
-                f"{path}: line {data_lines[row][0]}: column {col}: non-numeric value {shown}"
+                f"{path}: line {data_lines[row][0]}: column {col}: non-numeric value {shown}{what}"
             )
     non_finite = ~np.isfinite(values)
     if non_finite.any():
@@ -206,11 +240,22 @@ def load_csv(
             f"{str(frame.iat[row, col]).strip()!r}"
         )
     labels = values[:, label_index]
-    x = np.delete(values, label_index, axis=1).astype(np.float32)
+    with np.errstate(over="ignore"):  # reported below, with the line
+        x = np.delete(values, label_index, axis=1).astype(np.float32)
+    overflow = ~np.isfinite(x)
+    if overflow.any():
+        row, col = (int(v) for v in np.argwhere(overflow)[0])
+        col += col >= label_index  # back to the file's numbering
+        raise DataError(
+            f"{path}: line {data_lines[row][0]}: column {col}: value "
+            f"{str(frame.iat[row, col]).strip()!r} is beyond float32's range (about 3.4e38)"
+        )
     normal = labels == normal_label
     if not normal.any():
-        seen = ", ".join(f"{v:g}" for v in np.unique(labels)[:10])
-        raise DataError(f"{path}: no normal rows (label == {normal_label:g}); labels seen: {seen}")
+        seen = ", ".join(format_number(v) for v in np.unique(labels)[:10])
+        raise DataError(
+            f"{path}: no normal rows (label == {format_number(normal_label)}); labels seen: {seen}"
+        )
     return Dataset(
         x=x, normal=normal, classes=None, source=str(path), sha256=sha256_bytes(raw), labels=labels
     )

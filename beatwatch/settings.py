@@ -64,10 +64,17 @@ def add_option(
 
 
 def add_flag(parser: argparse.ArgumentParser | Any, flag: str, *, help: str) -> None:
-    """Add a boolean switch whose variable accepts 1/0, true/false, yes/no."""
+    """Add a boolean switch whose variable accepts 1/0, true/false, yes/no.
+
+    Raises:
+        ConfigError: the environment variable holds something else.
+    """
     variable = env_name(flag)
     raw = os.environ.get(variable, "")
-    default = parse_bool(raw) if raw else False
+    try:
+        default = parse_bool(raw) if raw else False
+    except ValueError as exc:
+        raise ConfigError(f"{variable}={raw!r}: {exc} (use 1/0, true/false, yes/no)") from None
     parser.add_argument(flag, action="store_true", default=default, help=f"{help} [{variable}]")
 
 

@@ -1,7 +1,8 @@
 """``beatwatch train``: train, calibrate and evaluate a model; write the artifact and report.
 
 ``beatwatch train --compare --seeds 5`` instead trains the ``seed`` preset and
-the ``default`` model on 5 seeds and prints the comparison table.
+the model the other flags describe (the ``default`` preset unless told
+otherwise) on seeds 0..4 and prints the comparison table; it writes no artifact.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from beatwatch import __version__
-from beatwatch.artifact import ECG5000_REGIONS, save_artifact
+from beatwatch.artifact import ECG5000_REGIONS, check_artifact_target, save_artifact
 from beatwatch.data import (
     ECG5000_SHA256,
     Dataset,
     attach_ecg5000_classes,
+    format_number,
     load_csv,
     load_ecg5000,
 )
@@ -35,6 +37,7 @@ from beatwatch.settings import (
     positive_int,
 )
 from trainer.calibrate import RULE_PARAMETER
+from trainer.outputs import check_directory, write_text
 from trainer.presets import PRESETS, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,22 @@ def widths(text: str) -> tuple[int, ...]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"widths must be integers >= 1, got {text!r}")
     return values
+
+
+def percentile(text: str) -> float:
+    """Parse a percentile in [0, 100] (argparse type)."""
+    value = float(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be in [0, 100], got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """Parse a number strictly between 0 and 1 (argparse type)."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,8 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="calibration rule (implied by --k/--percentile/--fpr)",
     )
     add_option(threshold, "--k", default=None, type=non_negative_float, help="k of mean+k*std")
-    add_option(threshold, "--percentile", default=None, type=float, help="q of percentile")
-    add_option(threshold, "--fpr", default=None, type=positive_float, help="target false alarms")
+    add_option(threshold, "--percentile", default=None, type=percentile, help="q of percentile")
+    add_option(threshold, "--fpr", default=None, type=fraction, help="target false alarms")
     output = parser.add_argument_group("output")
     add_option(output, "--out", default=None, help="artifact directory; models/<name> when unset")
     add_option(output, "--name", default=None, help="model name, prefix of model_version")
@@ -119,8 +138,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if value is not None
     }
     rule = args.threshold_rule
-    if rule is None and len(given) > 1:
-        raise ConfigError("give only one of --k, --percentile, --fpr (or --threshold-rule)")
+    if len(given) > 1:
+        raise ConfigError("give only one of --k, --percentile, --fpr")
+    if rule is not None and given and rule not in given:
+        raise ConfigError(
+            f"--{_flag_of(next(iter(given)))} does not apply to --threshold-rule {rule} "
+            f"(which takes --{_flag_of(rule)})"
+        )
     if rule is None and given:
         rule = next(iter(given))
     if rule is not None:
@@ -131,6 +155,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         else:
             raise ConfigError(f"--threshold-rule {rule} needs --{_flag_of(rule)}")
         changes["threshold_rule"], changes["threshold_params"] = rule, params
+    if args.patience and config.calibrate_on == "train":
+        raise ConfigError(
+            f"--patience needs held-out beats to watch; preset {config.preset} has none "
+            "(it calibrates on its training beats)"
+        )
+    if args.data is None and (args.label_column != "-1" or args.normal_label != 1.0):
+        raise ConfigError("--label-column and --normal-label apply to --data")
     return config.with_(**changes)
 
 
@@ -159,24 +190,24 @@ def canonical_command(args: argparse.Namespace, config: TrainConfig, out: Path) 
             "--label-column",
             str(args.label_column),
             "--normal-label",
-            f"{args.normal_label:g}",
+            format_number(args.normal_label),
         ]
     parts += [
         "--encoder", ",".join(map(str, config.encoder)),
         "--decoder", ",".join(map(str, config.decoder)),
         "--loss", config.loss,
-        "--noise-std", f"{config.noise_std:g}",
+        "--noise-std", format_number(config.noise_std),
         "--scaling", config.scaling,
         "--epochs", str(config.epochs),
         "--batch-size", str(config.batch_size),
-        "--learning-rate", f"{config.learning_rate:g}",
+        "--learning-rate", format_number(config.learning_rate),
         "--patience", str(config.patience),
         "--seed", str(config.seed),
         "--threshold-rule", config.threshold_rule,
     ]  # fmt: skip
     parts += [
         f"--{_flag_of(config.threshold_rule)}",
-        f"{next(iter(config.threshold_params.values())):g}",
+        format_number(next(iter(config.threshold_params.values()))),
     ]
     parts += ["--out", str(out)]
     return shlex.join(parts)
@@ -185,13 +216,16 @@ def canonical_command(args: argparse.Namespace, config: TrainConfig, out: Path) 
 def main(args: argparse.Namespace) -> int:
     """Run ``beatwatch train``."""
     config = config_from_args(args)
-    dataset = load_dataset(args)
+    if args.report:
+        check_directory(args.report, "--report")
     if args.compare:
-        return _compare(args, dataset)
+        return _compare(args, config)
+    dataset = load_dataset(args)
     from trainer.pipeline import calibration_record, train
 
     name = args.name or ("ecg5000" if dataset.sha256 == ECG5000_SHA256 else Path(args.data).stem)
     out = Path(args.out) if args.out else Path("models") / name
+    check_artifact_target(out)  # before training, not after
     outcome = train(dataset, config)
     record: dict[str, Any] = {
         "name": name,
@@ -231,7 +265,12 @@ def main(args: argparse.Namespace) -> int:
     if args.report:
         from trainer.report import write_report
 
-        write_report(Path(args.report), outcome, dataset, artifact.config)
+        try:
+            write_report(Path(args.report), outcome, dataset, artifact.config)
+        except OSError as exc:
+            raise ConfigError(
+                f"--report {args.report}: cannot write ({exc.strerror or exc})"
+            ) from None
         print(f"report in {args.report}")
     _print_metrics(outcome.metrics)
     return 0
@@ -245,25 +284,33 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
         print(f"class {label} {row['name']}: {row['n']} beats, alerted {row['detection_rate']:.3f}")
 
 
-def _compare(args: argparse.Namespace, dataset: Dataset) -> int:
+def _compare(args: argparse.Namespace, config: TrainConfig) -> int:
+    """Train the seed preset and ``config`` (the preset and flags given) on each seed."""
     from trainer.compare import format_table, run_comparison, summary
 
+    ignored = [flag for flag, value in (("--out", args.out), ("--name", args.name)) if value]
+    if args.seed:
+        ignored.append("--seed")
+    if ignored:
+        raise ConfigError(
+            f"--compare writes no artifact and trains seeds 0..N-1 (--seeds N): "
+            f"drop {', '.join(ignored)}"
+        )
+    seed_preset = PRESETS["seed"]
+    if config == seed_preset:
+        raise ConfigError("--compare --preset seed would compare the seed preset with itself")
+    label = config.preset if config == PRESETS[config.preset] else f"{config.preset} + flags"
+    dataset = load_dataset(args)
     seeds = list(range(args.seeds))
-    configs = {
-        "seed preset": PRESETS["seed"],
-        "default": config_from_args(args).with_(preset="default"),
-    }
-    if args.preset != "default":
-        configs["default"] = PRESETS["default"]
-    results = run_comparison(dataset, configs, seeds)
+    results = run_comparison(dataset, {"seed preset": seed_preset, label: config}, seeds)
     table = format_table(results, seeds)
     print(table)
     if args.report:
         report = Path(args.report)
-        report.mkdir(parents=True, exist_ok=True)
-        (report / "compare.md").write_text(table + "\n", encoding="utf-8")
-        (report / "compare.json").write_text(
+        write_text(report / "compare.md", table + "\n", "--report")
+        write_text(
+            report / "compare.json",
             json.dumps({"seeds": seeds, "mean": summary(results), "runs": results}, indent=1),
-            encoding="utf-8",
+            "--report",
         )
     return 0

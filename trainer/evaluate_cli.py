@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from beatwatch.artifact import load_artifact
+from beatwatch.artifact import CONFIG_FILE, Artifact, load_artifact
 from beatwatch.data import Dataset, attach_ecg5000_classes, load_csv, load_ecg5000
 from beatwatch.errors import ArtifactError, DataError
 from beatwatch.settings import add_option
 from trainer.metrics import detection_metrics
+from trainer.outputs import check_file, write_text
 
 HEADLINE = ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "false_alarm_rate")
 
@@ -39,13 +40,13 @@ def evaluate_artifact(model_dir: str | Path, dataset: Dataset) -> dict[str, Any]
         ArtifactError: the artifact is invalid or records no test rows.
     """
     artifact = load_artifact(model_dir)
-    data = artifact.config.get("data", {})
+    data = recorded_data(artifact)
     if dataset.sha256 != data.get("sha256"):
         raise DataError(
             f"{dataset.source}: sha256 {dataset.sha256[:12]}... is not the training data's "
-            f"({str(data.get('sha256'))[:12]}...)"
+            f"({str(data.get('sha256'))[:12]}...; it was {data.get('source', 'not recorded')})"
         )
-    rows = np.asarray(data.get("rows", {}).get("test", []), np.int64)
+    rows = _test_rows(model_dir, data)
     if len(rows) == 0 or rows.max() >= len(dataset.x):
         raise ArtifactError(f"{model_dir}: no usable test rows recorded")
     scores, _ = artifact.scorer().score(dataset.x[rows])
@@ -57,35 +58,78 @@ def evaluate_artifact(model_dir: str | Path, dataset: Dataset) -> dict[str, Any]
     )
 
 
+def recorded_data(artifact: Artifact) -> dict[str, Any]:
+    """The artifact's ``data`` section, its label settings checked.
+
+    Raises:
+        ArtifactError: ``data`` is not an object, or its label settings are of the wrong type.
+    """
+    data = artifact.config.get("data", {})
+    where = f"{artifact.path / CONFIG_FILE}"
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{where}: data must be an object")
+    label_column = data.get("label_column", -1)
+    if isinstance(label_column, bool) or not isinstance(label_column, (int, str)):
+        raise ArtifactError(f"{where}: data.label_column must be an index or a name")
+    normal_label = data.get("normal_label", 1.0)
+    if isinstance(normal_label, bool) or not isinstance(normal_label, (int, float)):
+        raise ArtifactError(f"{where}: data.normal_label must be a number")
+    return data
+
+
+def _test_rows(model_dir: str | Path, data: dict[str, Any]) -> np.ndarray:
+    rows = data.get("rows", {})
+    test = rows.get("test", []) if isinstance(rows, dict) else None
+    if not isinstance(test, list) or not all(
+        isinstance(row, int) and not isinstance(row, bool) and row >= 0 for row in test
+    ):
+        raise ArtifactError(f"{model_dir}: rows.test must be a list of row numbers")
+    return np.asarray(test, np.int64)
+
+
+def _same(before: Any, after: float) -> bool:
+    # An undefined metric (no abnormal test rows) is stored as null and computed as NaN.
+    if before is None or (isinstance(before, float) and math.isnan(before)):
+        return math.isnan(after)
+    return isinstance(before, (int, float)) and math.isclose(before, after, abs_tol=1e-9)
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``beatwatch evaluate``; exit 1 when the metrics differ from the recorded ones."""
+    if args.json:
+        check_file(args.json, "--json")
     artifact = load_artifact(args.model)
     recorded = artifact.config.get("evaluation", {})
-    data = artifact.config.get("data", {})
+    if not isinstance(recorded, dict):
+        raise ArtifactError(f"{artifact.path / CONFIG_FILE}: evaluation must be an object")
+    data = recorded_data(artifact)
+    label_column, normal_label = data.get("label_column", -1), float(data.get("normal_label", 1))
     if args.data is None:
         dataset = load_ecg5000()
+        if (str(label_column), normal_label) != ("-1", 1.0):
+            # ECG5000 with its labels read another way, as at training time.
+            dataset = attach_ecg5000_classes(
+                load_csv(dataset.source, label_column=label_column, normal_label=normal_label)
+            )
     else:
         dataset = attach_ecg5000_classes(
-            load_csv(
-                args.data,
-                label_column=data.get("label_column", -1),
-                normal_label=float(data.get("normal_label", 1.0)),
-            )
+            load_csv(args.data, label_column=label_column, normal_label=normal_label)
         )
     metrics = evaluate_artifact(args.model, dataset)
     print(f"{artifact.model_version} on {dataset.source}: {metrics['n']} test rows")
     same = True
     for key in HEADLINE:
         before = recorded.get(key)
-        match = before is not None and math.isclose(before, metrics[key], abs_tol=1e-9)
+        match = _same(before, metrics[key])
         same = same and match
-        shown = "" if before is None else f" (recorded {before:.4f}{'' if match else ', DIFFERS'})"
+        was = "undefined" if before is None else f"{before:.4f}"
+        shown = f" (recorded {was}{'' if match else ', DIFFERS'})"
         print(f"{key:>16} {metrics[key]:.4f}{shown}")
     print(f"{'confusion':>16} {json.dumps(metrics['confusion'])}")
     for label, row in metrics.get("per_class", {}).items():
         rate = row["detection_rate"]
         print(f"{'class ' + label:>16} {row['name']}: alerted {rate:.3f} of {row['n']}")
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+        write_text(Path(args.json), json.dumps(metrics, indent=1) + "\n", "--json")
     print("metrics match the artifact" if same else "metrics DIFFER from the artifact")
     return 0 if same else 1

@@ -37,8 +37,9 @@ class FitResult:
 def import_tensorflow() -> None:
     """Import TensorFlow and Keras, with TensorFlow's C++ log lines off."""
     # Those lines would bury the progress lines; Python exceptions still
-    # surface. One line escapes it: absl's harmless "NodeDef mentions attribute
-    # use_unbounded_threadpool" error, printed by fits of the seed preset.
+    # surface. Two lines escape it, printed by absl before the setting is read:
+    # "WARNING: All log messages before absl::InitializeLog()..." and the
+    # harmless "NodeDef mentions attribute use_unbounded_threadpool" error.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras  # noqa: F401
     import tensorflow  # noqa: F401
@@ -74,7 +75,8 @@ def fit(
         loss=config.loss,
         metrics=["mse"] if config.loss != "mse" else [],
     )
-    callbacks: list[Any] = []
+    # A diverged fit stops at once; train() then refuses it with one line.
+    callbacks: list[Any] = [keras.callbacks.TerminateOnNaN()]
     if verbose:
         callbacks.append(_Progress(config.epochs))
     if config.patience and x_val is not None:

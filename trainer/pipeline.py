@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from beatwatch.data import Dataset
-from beatwatch.errors import DataError
+from beatwatch.errors import ConfigError, DataError
 from beatwatch.scoring import MinMax, Scorer
-from trainer.calibrate import calibration_stats, threshold_for
+from trainer.calibrate import calibration_stats, check_rule, threshold_for
 from trainer.fit import FitResult, fit, import_tensorflow
 from trainer.metrics import detection_metrics
 from trainer.presets import TrainConfig
@@ -86,13 +86,22 @@ def train(dataset: Dataset, config: TrainConfig, *, verbose: bool = True) -> Out
 
     Raises:
         DataError: too few normal beats for the split.
+        ConfigError: the threshold rule cannot be met with this many
+            calibration beats (checked before fitting), or the fit diverged.
     """
     split = stratified_split(dataset.normal, config)
-    if len(split.train) < 2 or len(split.calibration) < 2 or len(split.test) < 2:
+    test_normal = int(dataset.normal[split.test].sum())
+    if len(split.train) < 2 or len(split.calibration) < 2 or test_normal < 1:
         raise DataError(
             f"{dataset.source}: too few normal rows to split "
             f"(train {len(split.train)}, calibration {len(split.calibration)}, "
-            f"test {len(split.test)})"
+            f"test {test_normal}; each needs normal rows)"
+        )
+    check_rule(config.threshold_rule, config.threshold_params, len(split.calibration))
+    if test_normal == len(split.test):
+        log.warning(
+            "%s: no abnormal rows in the test split: recall, AUROC and AUPRC are undefined",
+            dataset.source,
         )
     # Otherwise the first run in a process would time the import too (several
     # seconds), and `--compare` would show it as spread between seeds.
@@ -112,6 +121,12 @@ def train(dataset: Dataset, config: TrainConfig, *, verbose: bool = True) -> Out
     calibration_errors = Scorer(fitted.model, scaling, config.loss, 0.0).score(
         dataset.x[split.calibration]
     )[0]
+    losses = fitted.history.get("loss") or [float("nan")]
+    if not (np.isfinite(losses).all() and np.isfinite(calibration_errors).all()):
+        raise ConfigError(
+            f"training diverged: loss {losses[-1]:g} at epoch {len(losses)}; "
+            f"lower --learning-rate (now {config.learning_rate:g})"
+        )
     threshold = threshold_for(calibration_errors, config.threshold_rule, config.threshold_params)
     scorer = Scorer(fitted.model, scaling, config.loss, threshold, calibration_errors)
     train_seconds = time.perf_counter() - started

@@ -25,7 +25,7 @@ class TrainConfig:
             (a denoising autoencoder; inactive at inference); 0 for none.
         activation: hidden-layer activation.
         output_activation: output-layer activation (sigmoid: scaled beats are in [0, 1]).
-        loss: ``mse`` or ``msle``; also the anomaly score.
+        loss: ``mae``, ``mse`` or ``msle``; also the anomaly score.
         learning_rate: Adam's learning rate.
         epochs: maximum epochs.
         batch_size: minibatch size.

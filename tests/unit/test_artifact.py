@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
+import os
+import re
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -13,7 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from beatwatch.artifact import ECG5000_REGIONS, load_artifact, save_artifact
+from beatwatch.artifact import (
+    ECG5000_REGIONS,
+    check_artifact_target,
+    load_artifact,
+    save_artifact,
+)
 from beatwatch.data import sha256_bytes
 from beatwatch.errors import ArtifactError
 from beatwatch.scoring import MinMax, Scorer, per_sample_error_np
@@ -170,6 +179,170 @@ def test_refuses_inconsistent_preprocessing(saved: Path, tmp_path: Path) -> None
     )
     with pytest.raises(ArtifactError, match="preprocessing has 2 values, expected 1 or 8"):
         load_artifact(target)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+def minmax(low: list[float], high: list[float]) -> dict[str, Any]:
+    scope = "global" if len(low) == 1 else "per-feature"
+    return {"kind": "minmax", "scope": scope, "min": low, "max": high}
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"regions": [1]}, "region 1 is not {name: string"),
+        ({"regions": None}, "regions must be a list"),
+        ({"regions": "abc"}, "regions must be a list"),
+        ({"regions": [{"name": "a", "start": "0", "end": 5}]}, "is not {name: string"),
+        ({"regions": [{"name": "a", "start": 0, "end": True}]}, "is not {name: string"),
+        ({"regions": [{"start": 0, "end": 5}]}, "is not {name: string"),
+        ({"regions": [{"name": "a", "start": 5, "end": 5}]}, "is outside 0..8"),
+        ({"calibration": [1]}, "calibration must be an object"),
+        ({"calibration": {"errors": "abc"}}, "calibration.errors must be a list of finite"),
+        ({"calibration": {"errors": [[0.1, 0.2], [0.3]]}}, "calibration.errors must be a list"),
+        ({"calibration": {"errors": [0.1, NAN]}}, "calibration.errors must be a list of finite"),
+        ({"calibration": {"errors": [0.1, True]}}, "calibration.errors must be a list of finite"),
+        ({"threshold": {"value": NAN}}, "threshold.value must be finite, got nan"),
+        ({"threshold": {"value": INF}}, "threshold.value must be finite, got inf"),
+        ({"threshold": {"value": 10**400}}, "threshold.value must be finite"),
+        ({"threshold": {"value": True}}, "threshold.value missing or not a number"),
+        ({"threshold": [0.1]}, "threshold.value missing or not a number"),
+        ({"preprocessing": minmax([NAN], [1.0])}, "preprocessing.min has non-finite values"),
+        ({"preprocessing": minmax([0.0], [INF])}, "preprocessing.max has non-finite values"),
+        ({"preprocessing": minmax([2.0], [1.0])}, "preprocessing min > max at feature 0"),
+        (
+            {"preprocessing": minmax([0.0] * 8, [1.0, 1, 1, -1, 1, 1, 1, 1])},
+            "preprocessing min > max at feature 3",
+        ),
+        (
+            {"preprocessing": {"kind": "minmax", "scope": "global", "min": 0, "max": 1}},
+            "preprocessing min and max must be lists of numbers",
+        ),
+    ],
+)
+def test_refuses_malformed_fields(
+    saved: Path, tmp_path: Path, changes: dict[str, Any], expected: str
+) -> None:
+    # A tampered artifact.json must stop the detector with one line, never a traceback.
+    target = copy_of(saved, tmp_path)
+    edit_json(target, **changes)
+    with pytest.raises(ArtifactError) as caught:
+        load_artifact(target)
+    message = str(caught.value)
+    assert message.startswith(f"{target / 'artifact.json'}: ") and "\n" not in message
+    assert expected in message
+
+
+def test_accepts_constant_feature_and_no_calibration(saved: Path, tmp_path: Path) -> None:
+    # MinMax guards max == min (a constant feature) with MIN_RANGE: not an error.
+    target = copy_of(saved, tmp_path)
+    edit_json(target, preprocessing=minmax([0.0] * 8, [1.0] * 7 + [0.0]), calibration={})
+    config = json.loads((target / "artifact.json").read_text())
+    del config["regions"]
+    (target / "artifact.json").write_text(json.dumps(config))
+    artifact = load_artifact(target)
+    assert artifact.regions == [] and artifact.threshold == 0.05
+
+
+def test_save_writes_strict_json_with_null_for_non_finite(
+    tmp_path: Path, beats: np.ndarray
+) -> None:
+    config = {
+        **record(MinMax.fit(beats, "global")),
+        "evaluation": {"auroc": NAN, "f1": 0.5, "curve": [INF, -INF, 1.0]},
+    }
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"artifact.json holds bare {constant}")
+
+    artifact = save_artifact(tmp_path / "model", tiny_model(), config, "tiny")
+    written = json.loads((tmp_path / "model" / "artifact.json").read_text(), parse_constant=refuse)
+    assert written["evaluation"] == {"auroc": None, "f1": 0.5, "curve": [None, None, 1.0]}
+    assert artifact.config["evaluation"]["auroc"] is None
+    assert config["evaluation"]["auroc"] != config["evaluation"]["auroc"]  # caller's dict untouched
+
+
+def test_check_target_accepts_absent_empty_or_artifact(
+    saved: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    copy_of(saved, tmp_path)
+    assert check_artifact_target("new/deeper/model") == tmp_path.resolve() / "new/deeper/model"
+    assert check_artifact_target("empty") == tmp_path.resolve() / "empty"
+    assert check_artifact_target(tmp_path / "copy") == tmp_path.resolve() / "copy"
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("mine", "is a non-empty directory without artifact.json (not an artifact); refusing"),
+        ("notes.txt", "exists and is not a directory; refusing to replace it"),
+        ("notes.txt/model", "notes.txt is not a directory"),
+        (".", "is the working directory or one of its parents; refusing to replace it"),
+        ("..", "is the working directory or one of its parents; refusing to replace it"),
+        ("/proc/beatwatch-model", "is under /proc; refusing to write an artifact there"),
+        ("/dev/beatwatch-model", "is under /dev; refusing to write an artifact there"),
+    ],
+)
+def test_check_target_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("years of work")
+    (tmp_path / "notes.txt").write_text("notes")
+    with pytest.raises(ArtifactError, match=re.escape(expected)):
+        check_artifact_target(target)
+
+
+def test_check_target_refuses_unwritable_ancestor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # chmod cannot take write access from root (tests may run as root): fake os.access.
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path.resolve())
+    with pytest.raises(ArtifactError, match=f"{re.escape(str(tmp_path))} is not writable"):
+        check_artifact_target(tmp_path / "a" / "model")
+
+
+def test_save_refuses_a_directory_of_user_files(tmp_path: Path, beats: np.ndarray) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "thesis.tex").write_text("years of work")
+    with pytest.raises(ArtifactError, match="refusing to replace it"):
+        save_artifact(tmp_path / "model", tiny_model(), record(MinMax.fit(beats, "global")), "x")
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["thesis.tex"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+@pytest.mark.parametrize("failing", ["move-aside", "move-in", "mkdtemp"])
+def test_save_turns_os_errors_into_one_line_and_cleans_up(
+    saved: Path, tmp_path: Path, beats: np.ndarray, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    target = copy_of(saved, tmp_path)
+    busy = OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+    real_replace, real_mkdtemp = Path.replace, tempfile.mkdtemp
+
+    def replace(self: Path, destination: Any) -> Path:
+        # The staging directory moves in; the old artifact moves aside (and back).
+        if ("move-in" if self.name.startswith(".copy.tmp-") else "move-aside") == failing:
+            raise busy
+        return real_replace(self, destination)
+
+    def mkdtemp(*args: Any, **kwargs: Any) -> str:
+        if failing == "mkdtemp":
+            raise busy
+        return str(real_mkdtemp(*args, **kwargs))
+
+    monkeypatch.setattr(Path, "replace", replace)
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    with pytest.raises(ArtifactError) as caught:
+        save_artifact(target, tiny_model(), record(MinMax.fit(beats, "global")), "other")
+    assert str(caught.value) == f"cannot write artifact {target}: Device or resource busy"
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]  # no .tmp- or .old- left
+    assert load_artifact(target).model_version.startswith("tiny-")  # the old one, whole
 
 
 def test_refuses_lambda_layer(tmp_path: Path, beats: np.ndarray) -> None:

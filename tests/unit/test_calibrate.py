@@ -7,7 +7,7 @@ import pytest
 
 from beatwatch.errors import ConfigError
 from beatwatch.scoring import conformal_p_values
-from trainer.calibrate import calibration_stats, threshold_for
+from trainer.calibrate import calibration_stats, check_rule, threshold_for
 
 ERRORS = np.array([1.0, 2.0, 3.0, 4.0, 10.0])
 
@@ -66,3 +66,15 @@ def test_calibration_stats() -> None:
     stats = calibration_stats(np.array([3.0, 1.0, 2.0]))
     assert stats["n"] == 3 and stats["mean"] == 2.0 and stats["min"] == 1.0 and stats["max"] == 3.0
     assert stats["errors"] == [1.0, 2.0, 3.0]
+
+
+def test_rules_are_checked_against_the_calibration_size_before_any_fit() -> None:
+    assert check_rule("fpr", {"fpr": 0.02}, 49) == 0.02
+    with pytest.raises(
+        ConfigError, match=r"--fpr 0.02 needs at least 49 calibration beats, have 48"
+    ):
+        check_rule("fpr", {"fpr": 0.02}, 48)
+    with pytest.raises(ConfigError, match=r"--percentile must be in \[0, 100\], got 150"):
+        check_rule("percentile", {"q": 150}, 100)
+    with pytest.raises(ConfigError, match="--k must be a finite number"):
+        check_rule("mean+k*std", {"k": float("inf")}, 100)

@@ -114,6 +114,50 @@ def test_unknown_label_column(tmp_path: Path) -> None:
         load_csv(named, label_column="Class")
 
 
+def test_numeric_header_as_pandas_writes_it_is_a_header(tmp_path: Path) -> None:
+    ds = load_csv(write(tmp_path, "0,1,2,3\n" + "\n".join(good_rows())))
+    assert ds.x.shape == (12, 3)
+    assert ds.x[0].tolist() == pytest.approx([0.0, 0.1, 0.2])
+
+
+def test_a_first_row_with_a_bad_value_is_not_taken_for_a_header(tmp_path: Path) -> None:
+    rows = good_rows()
+    rows[0] = "0.1,x,0.3,1"
+    with pytest.raises(
+        DataError, match=r"line 1: column 1: non-numeric value 'x' among decimal numbers"
+    ):
+        load_csv(write(tmp_path, "\n".join(rows)))
+
+
+def test_values_beyond_float32_name_their_line_and_column(tmp_path: Path) -> None:
+    rows = [f"{i % 2},{i}.5,{i}.25,1" for i in range(12)]
+    rows[3] = "1,0.5,1e300,1"  # finite as float64, infinite as the float32 the model takes
+    with pytest.raises(DataError, match=r"line 4: column 2: value '1e\+?300' is beyond float32"):
+        load_csv(write(tmp_path, "\n".join(rows)), label_column=0)
+
+
+def test_text_in_the_label_column_says_labels_are_numbers(tmp_path: Path) -> None:
+    rows = good_rows()
+    rows[5] = "0.1,0.2,0.3,abnormal"
+    with pytest.raises(DataError, match=r"column 3: non-numeric value 'abnormal' in the label"):
+        load_csv(write(tmp_path, "\n".join(rows)))
+
+
+def test_gzip_file_is_named_as_such(tmp_path: Path) -> None:
+    import gzip
+
+    path = tmp_path / "d.csv.gz"
+    path.write_bytes(gzip.compress("\n".join(good_rows()).encode()))
+    with pytest.raises(DataError, match="gzip-compressed; decompress it first"):
+        load_csv(path)
+
+
+def test_labels_in_messages_are_exact(tmp_path: Path) -> None:
+    path = write(tmp_path, "\n".join(good_rows()))
+    with pytest.raises(DataError, match=r"label == 1234567\); labels seen: 0, 1$"):
+        load_csv(path, normal_label=1234567)
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"nope\.csv: cannot read"):
         load_csv(tmp_path / "nope.csv")
