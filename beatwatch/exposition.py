@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from beatwatch.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -63,7 +65,11 @@ class MetricsServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # scrapes every few seconds would flood the log
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except (OSError, OverflowError) as exc:  # in use, privileged, unknown host
+            reason = getattr(exc, "strerror", None) or exc
+            raise ConfigError(f"metrics endpoint {host}:{port}: cannot listen ({reason})") from None
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,12 @@ class KafkaSettings:
         servers = [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
         if not servers:
             raise ConfigError("bootstrap servers are empty")
+        for server in servers:
+            _, colon, port = server.rpartition(":")
+            if colon and not (port.isdigit() and 0 < int(port) < 65536):
+                raise ConfigError(
+                    f"bootstrap server {server!r}: the port must be a number in 1..65535"
+                )
         return {
             "bootstrap_servers": servers,
             "security_protocol": self.security_protocol,
@@ -286,6 +293,31 @@ def security_settings(
     )
 
 
+def close_producer(producer: Any, timeout_s: float) -> bool:
+    """Close a KafkaProducer, giving pending records at most ``timeout_s`` to be delivered.
+
+    kafka-python 3.0's ``close(timeout)`` flushes first and raises
+    ``KafkaTimeoutError`` while records are still pending, leaving the producer
+    open (and its ``__del__`` printing the same error at exit). Here pending
+    records are then aborted the way ``close`` would next: by forcing its
+    sender thread shut. Their futures fail, so each is counted by its errback.
+
+    Returns:
+        True when everything pending was delivered or failed in time.
+    """
+    from kafka.errors import KafkaTimeoutError
+
+    try:
+        producer.close(timeout=timeout_s)
+        return True
+    except KafkaTimeoutError:
+        sender = producer._sender
+        sender.force_close()
+        sender.join(timeout_s)  # it aborts the incomplete batches on its way out
+        producer.close(timeout=0)
+        return False
+
+
 class TopicCreationError(ConfigError):
     """The broker answered but would not create a topic (replication factor, policy, ACL).
 
@@ -300,7 +332,8 @@ def ensure_topics(
     *,
     replication_factor: int = 1,
     timeout_s: float = 30.0,
-) -> None:
+    stop: threading.Event | None = None,
+) -> bool:
     """Create each missing topic with its partition count; existing topics are left alone.
 
     Args:
@@ -309,6 +342,10 @@ def ensure_topics(
         replication_factor: copies of each partition for topics created here;
             production Kafka wants 3 (with ``min.insync.replicas=2``).
         timeout_s: how long to keep retrying while the broker is not reachable.
+        stop: when set, give up waiting at once (a stop signal during start-up).
+
+    Returns:
+        True when the topics exist, False when ``stop`` was set first.
 
     Raises:
         ConfigError: the broker did not answer within ``timeout_s``.
@@ -318,15 +355,17 @@ def ensure_topics(
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     deadline = time.monotonic() + timeout_s
+    stop = stop or threading.Event()
+    attempts = 0
     while True:
         try:
-            # Bound each attempt by what is left of timeout_s: kafka-python's own
-            # bootstrap wait is 30 s, which made a 5 s timeout last 30 s.
+            # Short attempts, so that a stop request is seen within a second:
+            # kafka-python's own bootstrap wait is 30 s.
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             admin = KafkaAdminClient(
                 **settings.client_kwargs(),
                 request_timeout_ms=10_000,
-                bootstrap_timeout_ms=max(1000, remaining_ms),
+                bootstrap_timeout_ms=max(500, min(1000, remaining_ms)),
             )
             break
         except KafkaError as exc:
@@ -334,7 +373,14 @@ def ensure_topics(
                 raise ConfigError(
                     f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
                 ) from None
-            time.sleep(0.5)
+            attempts += 1
+            if attempts == 1:
+                log.warning(
+                    "Kafka at %s not reachable yet (%s); retrying for up to %.0f s",
+                    settings.bootstrap_servers, exc, timeout_s,
+                )  # fmt: skip
+            if stop.wait(0.5):
+                return False
     try:
         existing = set(admin.list_topics())
         missing = [
@@ -357,3 +403,4 @@ def ensure_topics(
                 ) from None
     finally:
         admin.close()
+    return True

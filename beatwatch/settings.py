@@ -92,6 +92,27 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"not a boolean: {text!r}")
 
 
+# The Kafka protocol carries counts and milliseconds as signed 32-bit integers.
+INT32_MAX = 2**31 - 1
+
+
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """Return an argparse type accepting integers in ``[low, high]``.
+
+    Upper bounds keep a typo such as ``--partitions 3000000000`` from
+    reaching the Kafka client (which fails with a ``struct.error``) or memory.
+    """
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in [{low}, {high}], got {value}")
+        return value
+
+    parse.__name__ = f"integer in [{low}, {high}]"  # argparse names the type in its errors
+    return parse
+
+
 def positive_int(text: str) -> int:
     """Parse an integer >= 1 (argparse type)."""
     value = int(text)
@@ -122,3 +143,8 @@ def non_negative_float(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
+
+
+def metrics_port(text: str) -> int:
+    """Parse a metrics port: 1-65535, 0 for any free port, -1 for none (argparse type)."""
+    return int_between(-1, 65535)(text)

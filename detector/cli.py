@@ -14,7 +14,7 @@ from beatwatch.kafka import (
     add_kafka_options,
     kafka_settings_from_args,
 )
-from beatwatch.settings import add_flag, add_option, non_negative_int, positive_int
+from beatwatch.settings import INT32_MAX, add_flag, add_option, int_between, metrics_port
 from beatwatch.signals import stop_on_signals
 from beatwatch.wire import DEFAULT_MAX_MESSAGE_BYTES
 from detector.service import DetectorSettings, run
@@ -30,32 +30,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(parser, "--alerts-topic", default=ALERTS_TOPIC, help="topic to publish alerts to")
     add_option(parser, "--dlq-topic", default=DLQ_TOPIC, help="dead-letter topic")
     add_option(parser, "--group-id", default="beatwatch-detector", help="consumer group")
-    add_option(parser, "--partitions", default=4, type=positive_int,
+    add_option(parser, "--partitions", default=4, type=int_between(1, INT32_MAX),
                help="partitions for topics this command creates")  # fmt: skip
-    add_option(parser, "--replication-factor", default=1, type=positive_int,
+    add_option(parser, "--replication-factor", default=1, type=int_between(1, 32767),
                help="replication factor for topics this command creates "
                     "(3 on production Kafka)")  # fmt: skip
-    add_option(parser, "--max-batch", default=1000, type=positive_int,
+    add_option(parser, "--max-batch", default=1000, type=int_between(1, 100_000),
                help="most beats scored per model call (the poll's max_records)")  # fmt: skip
-    add_option(parser, "--batch-linger-ms", default=0, type=non_negative_int,
+    add_option(parser, "--batch-linger-ms", default=0, type=int_between(0, INT32_MAX),
                help="after a batch smaller than --max-batch, wait until this long after its "
                     "poll before polling again: fewer, larger batches for less CPU, at up to "
                     "about twice this in added latency")  # fmt: skip
-    add_option(parser, "--poll-timeout-ms", default=100, type=non_negative_int,
+    add_option(parser, "--poll-timeout-ms", default=100, type=int_between(0, 60_000),
                help="longest wait for beats when none are pending")  # fmt: skip
-    add_option(parser, "--fetch-max-wait-ms", default=FETCH_MAX_WAIT_MS, type=non_negative_int,
+    add_option(parser, "--fetch-max-wait-ms", default=FETCH_MAX_WAIT_MS,
+               type=int_between(0, 10_000),
                help="longest the broker holds a fetch when no beats are pending")  # fmt: skip
-    add_option(parser, "--session-timeout-ms", default=10_000, type=positive_int,
+    add_option(parser, "--session-timeout-ms", default=10_000, type=int_between(1000, 1_800_000),
                help="consumer group session timeout")  # fmt: skip
-    add_option(parser, "--max-poll-interval-ms", default=300_000, type=positive_int,
+    add_option(parser, "--max-poll-interval-ms", default=300_000, type=int_between(1, INT32_MAX),
                help="longest time between polls before the group evicts this detector")  # fmt: skip
     add_option(parser, "--auto-offset-reset", default="earliest", choices=["earliest", "latest"],
                help="where a new group starts reading")  # fmt: skip
-    add_option(parser, "--scoring-threads", default=1, type=non_negative_int,
+    add_option(parser, "--scoring-threads", default=1, type=int_between(0, 1024),
                help="threads TensorFlow may use per model call (0 = one per core)")  # fmt: skip
-    add_option(parser, "--max-message-bytes", default=DEFAULT_MAX_MESSAGE_BYTES, type=positive_int,
+    add_option(parser, "--max-message-bytes", default=DEFAULT_MAX_MESSAGE_BYTES,
+               type=int_between(1, INT32_MAX),
                help="larger beat messages are dead-lettered unread")  # fmt: skip
-    add_option(parser, "--metrics-port", default=9108, type=int,
+    add_option(parser, "--metrics-port", default=9108, type=metrics_port,
                help="port of /metrics, /ready and /healthz (0 picks one, -1 disables)")  # fmt: skip
     add_option(parser, "--metrics-host", default="0.0.0.0", help="address of the metrics endpoint")
     add_flag(parser, "--no-create-topics", help="do not create missing topics")

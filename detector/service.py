@@ -32,6 +32,7 @@ from beatwatch.kafka import (
     FETCH_MAX_WAIT_MS,
     KafkaSettings,
     TopicCreationError,
+    close_producer,
     ensure_topics,
 )
 from beatwatch.metrics import DetectorMetrics
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 # The longest --batch-linger-ms: a linger trades latency for CPU, and past a
 # second the trade belongs to a batch job, not a monitor.
 MAX_BATCH_LINGER_MS = 1000
+# Longest the detector waits for the broker to commit, or to close a client:
+# a broker that is gone must not hold up a stop (compose allows 10 s).
+CLOSE_TIMEOUT_S = 3.0
 
 
 def alert_producer_settings(partitioner: CachedKeyPartitioner) -> dict[str, Any]:
@@ -121,6 +125,16 @@ class DetectorSettings:
     create_topics: bool = True
 
     def __post_init__(self) -> None:
+        self.kafka.client_kwargs()  # a malformed address is refused here, not retried forever
+        topics = {"--beats-topic": self.beats_topic, "--alerts-topic": self.alerts_topic,
+                  "--dlq-topic": self.dlq_topic}  # fmt: skip
+        if len(set(topics.values())) < len(topics):
+            # The detector would read its own alerts or dead letters as beats: a
+            # dead letter of a dead letter, forever.
+            raise ConfigError(
+                "the beats, alerts and dead-letter topics must differ: "
+                + ", ".join(f"{flag} {name}" for flag, name in topics.items())
+            )
         # A linger is a sleep between polls: past the poll interval the group evicts
         # this detector, and a stop request waits for it to end.
         limit_ms = min(MAX_BATCH_LINGER_MS, self.max_poll_interval_ms // 2)
@@ -215,6 +229,8 @@ class Detector:
         self.consumer: Any = None
         self.producer: Any = None
         self.partitioner = CachedKeyPartitioner()
+        # Set by connect(); a publish waiting for an absent broker gives up on it.
+        self._stop = threading.Event()
 
     @property
     def ready(self) -> bool:
@@ -228,21 +244,23 @@ class Detector:
             True when connected, False when stopped first.
         """
         from kafka import KafkaConsumer, KafkaProducer
-        from kafka.errors import KafkaError
+        from kafka.errors import KafkaConfigurationError, KafkaError
 
         settings = self.settings
+        self._stop = stop
         backoff_s = 0.5
         while not stop.is_set():
             try:
-                if settings.create_topics:
-                    ensure_topics(
-                        settings.kafka,
-                        {settings.beats_topic: settings.partitions,
-                         settings.alerts_topic: settings.partitions,
-                         settings.dlq_topic: 1},
-                        replication_factor=settings.replication_factor,
-                        timeout_s=5.0,
-                    )  # fmt: skip
+                if settings.create_topics and not ensure_topics(
+                    settings.kafka,
+                    {settings.beats_topic: settings.partitions,
+                     settings.alerts_topic: settings.partitions,
+                     settings.dlq_topic: 1},
+                    replication_factor=settings.replication_factor,
+                    timeout_s=5.0,
+                    stop=stop,
+                ):  # fmt: skip
+                    return False
                 self.producer = KafkaProducer(
                     **settings.kafka.client_kwargs(), **alert_producer_settings(self.partitioner)
                 )
@@ -266,6 +284,8 @@ class Detector:
                 return True
             except TopicCreationError:
                 raise  # waiting does not change the broker's answer: stop with its line
+            except KafkaConfigurationError as exc:
+                raise ConfigError(f"Kafka client settings: {exc}") from None
             except (KafkaError, ConfigError) as exc:  # ConfigError: ensure_topics timed out
                 self.metrics.broker_errors.inc()
                 log.warning(
@@ -363,7 +383,7 @@ class Detector:
             dlq_futures = send_keyed(
                 self.producer, self.partitioner, self.settings.dlq_topic, outcome.dead_letters
             )
-            self.producer.flush()
+            self._flush()
             for future in futures + dlq_futures:
                 future.get(timeout=0)
         except KafkaError as exc:
@@ -374,6 +394,23 @@ class Detector:
         self.metrics.dead_letters.inc(len(dlq_futures))
         return True
 
+    def _flush(self) -> None:
+        """Wait for every acknowledgement, for as long as it takes unless a stop is requested.
+
+        Raises:
+            KafkaTimeoutError: a stop was requested while the broker was not
+                answering; the batch is then rewound, never committed.
+        """
+        from kafka.errors import KafkaTimeoutError
+
+        while True:
+            try:
+                self.producer.flush(timeout=CLOSE_TIMEOUT_S)
+                return
+            except KafkaTimeoutError:
+                if self._stop.is_set():
+                    raise
+
     def _commit(self, outcome: BatchOutcome) -> None:
         from kafka import OffsetAndMetadata, TopicPartition
         from kafka.errors import CommitFailedError, KafkaError
@@ -383,7 +420,9 @@ class Detector:
             for (topic, partition), offset in outcome.next_offsets.items()
         }
         try:
-            self.consumer.commit(offsets)
+            # Bounded: a commit that times out is only a later one's job (offsets
+            # are cumulative), and a stop request must not wait 30 s for it.
+            self.consumer.commit(offsets, timeout_ms=int(CLOSE_TIMEOUT_S * 1000))
             self.metrics.commits.inc()
         except (CommitFailedError, KafkaError) as exc:
             # The group rebalanced (or the broker failed): the partitions' new owner
@@ -420,13 +459,17 @@ class Detector:
                 )
 
     def close(self) -> None:
-        """Flush and close the clients (the last batch was committed by ``run_once``)."""
+        """Close the clients, waiting at most ``CLOSE_TIMEOUT_S`` each for the broker.
+
+        The last batch was flushed and committed by ``run_once``; whatever is
+        still unsent belongs to a batch that was never committed and will be
+        read again, so a broker that is gone does not hold up a stop request.
+        """
         if self.producer is not None:
-            self.producer.flush()
-            self.producer.close()
+            close_producer(self.producer, CLOSE_TIMEOUT_S)
             self.producer = None
         if self.consumer is not None:
-            self.consumer.close(autocommit=False)
+            self.consumer.close(autocommit=False, timeout_ms=int(CLOSE_TIMEOUT_S * 1000))
             self.consumer = None
         self.assignment.clear()
 

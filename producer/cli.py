@@ -7,11 +7,13 @@ import threading
 
 from beatwatch.kafka import BEATS_TOPIC, add_kafka_options, kafka_settings_from_args
 from beatwatch.settings import (
+    INT32_MAX,
     add_flag,
     add_option,
+    int_between,
+    metrics_port,
     non_negative_float,
     non_negative_int,
-    positive_int,
 )
 from beatwatch.signals import stop_on_signals
 from beatwatch.wire import FORMATS
@@ -23,9 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``beatwatch produce``."""
     add_kafka_options(parser)
     add_option(parser, "--beats-topic", default=BEATS_TOPIC, help="topic to send beats to")
-    add_option(parser, "--partitions", default=4, type=positive_int,
+    add_option(parser, "--partitions", default=4, type=int_between(1, INT32_MAX),
                help="partitions if the topic is created")  # fmt: skip
-    add_option(parser, "--replication-factor", default=1, type=positive_int,
+    add_option(parser, "--replication-factor", default=1, type=int_between(1, 32767),
                help="replication factor if the topic is created "
                     "(3 on production Kafka)")  # fmt: skip
     add_option(parser, "--data", default=None,
@@ -38,21 +40,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--only-normal", help="replay only the rows labelled normal")
     add_option(parser, "--rate", default=100.0, type=non_negative_float,
                help="beats per second (0 = as fast as possible)")  # fmt: skip
-    add_option(parser, "--streams", default=32, type=positive_int,
+    add_option(parser, "--streams", default=32, type=int_between(1, 1_000_000),
                help="patient streams to spread beats over")  # fmt: skip
     add_option(parser, "--limit", default=0, type=non_negative_int,
                help="stop after this many beats (0 = no limit)")  # fmt: skip
     add_flag(parser, "--loop", help="start over at the end of the data")
     add_option(parser, "--format", default="json", choices=FORMATS, help="wire format")
     add_flag(parser, "--no-labels", help="do not send ground-truth labels")
-    add_option(parser, "--metrics-port", default=-1, type=int,
+    add_option(parser, "--metrics-port", default=-1, type=metrics_port,
                help="port of /metrics (0 picks one, -1 disables)")  # fmt: skip
     add_option(parser, "--progress-interval-s", default=2.0, type=non_negative_float,
                help="seconds between progress lines (0 = none)")  # fmt: skip
-    add_option(parser, "--linger-ms", default=DEFAULT_LINGER_MS, type=non_negative_int,
+    add_option(parser, "--linger-ms", default=DEFAULT_LINGER_MS, type=int_between(0, 10_000),
                help="how long a batch may wait for more beats before it is sent")  # fmt: skip
     add_flag(parser, "--no-create-topics", help="do not create a missing topic")
-    add_option(parser, "--first-seq", default=None, type=non_negative_int,
+    add_option(parser, "--first-seq", default=None, type=int_between(0, 2**53 - 1),
                help="seq of each stream's first beat (default: the run's start time in "
                     "microseconds, so that reruns never reuse a stream's seq)")  # fmt: skip
 

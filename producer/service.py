@@ -13,6 +13,7 @@ retries from duplicating beats.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import threading
 import time
@@ -22,8 +23,9 @@ from typing import Any, TextIO
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from beatwatch.errors import ConfigError
 from beatwatch.exposition import MetricsServer
-from beatwatch.kafka import BEATS_TOPIC, KafkaSettings, ensure_topics
+from beatwatch.kafka import BEATS_TOPIC, KafkaSettings, close_producer, ensure_topics
 from beatwatch.metrics import ProducerMetrics
 from beatwatch.partitioner import CachedKeyPartitioner
 from beatwatch.wire import Beat, encode
@@ -38,6 +40,11 @@ log = logging.getLogger(__name__)
 # second-largest user of CPU, and fewer, larger batches also cost the broker
 # and the detector less. Measured: docs/performance.md, "Producer linger".
 DEFAULT_LINGER_MS = 20
+# How long one send may wait for buffer space; a stop request is seen this often.
+SEND_BLOCK_S = 1.0
+# How long a stopped producer waits to deliver its buffered beats.
+STOP_FLUSH_S = 5.0
+WARNING_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,74 @@ class _Progress:
         self._last_time, self._last_count = now, stats.attempted
 
 
+def _new_producer(settings: ProducerSettings) -> Any:
+    """The beats producer: every beat acknowledged by all in-sync replicas.
+
+    Raises:
+        ConfigError: the broker cannot be reached (kafka-python bootstraps here).
+    """
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    try:
+        return KafkaProducer(
+            **settings.kafka.client_kwargs(), acks="all", linger_ms=settings.linger_ms,
+            batch_size=256 * 1024,
+            partitioner=CachedKeyPartitioner(),
+            max_block_ms=int(SEND_BLOCK_S * 1000),
+        )  # fmt: skip
+    except KafkaError as exc:
+        raise ConfigError(
+            f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}"
+        ) from None
+
+
+def _send(
+    producer: Any,
+    topic: str,
+    key: bytes | None,
+    value: bytes,
+    headers: list[tuple[str, bytes]] | None,
+    stop: threading.Event,
+) -> Any:
+    """Send one beat; while the broker is away, wait for it instead of dropping the beat.
+
+    ``send`` blocks while the client's buffer is full (the broker stopped taking
+    beats) and gives up after ``max_block_ms``; the beat is then offered again,
+    so the replay pauses rather than skips, and a stop request is seen within
+    ``SEND_BLOCK_S``.
+
+    Returns:
+        The send's future, or None when ``stop`` was set first.
+    """
+    from kafka.errors import KafkaTimeoutError
+
+    waited_s = 0.0
+    while not stop.is_set():
+        try:
+            return producer.send(topic, key=key, value=value, headers=headers or None)
+        except KafkaTimeoutError:
+            waited_s += SEND_BLOCK_S
+            if waited_s >= WARNING_INTERVAL_S:
+                log.warning("the broker is not taking beats; replay paused for %.0f s", waited_s)
+                waited_s = 0.0
+    return None
+
+
+def _flush_and_close(producer: Any, stop: threading.Event, stats: ProducerStats) -> None:
+    """Deliver what is buffered; after a stop request, wait at most ``STOP_FLUSH_S``.
+
+    A replay that ends waits for every beat. A stopped one must end within
+    compose's 10 s grace even with the broker gone: beats still unsent then
+    fail (counted, so the run exits non-zero) instead of holding the stop.
+    """
+    if not stop.is_set():
+        producer.flush()
+    pending = stats.attempted - stats.acknowledged - stats.errors
+    if not close_producer(producer, STOP_FLUSH_S):
+        log.error("stopping: %d beats not delivered within %.0f s", pending, STOP_FLUSH_S)
+
+
 def run(
     settings: ProducerSettings,
     source: ReplaySource,
@@ -109,8 +184,6 @@ def run(
     progress_out: TextIO = sys.stderr,
 ) -> ProducerStats:
     """Replay ``source`` until it ends (or ``limit``), or ``stop`` is set; flush; return stats."""
-    from kafka import KafkaProducer
-
     registry = registry or CollectorRegistry()
     metrics = ProducerMetrics(registry)
     metrics.target_rate.set(settings.rate_hz)
@@ -118,21 +191,21 @@ def run(
     if settings.metrics_port >= 0:
         server = MetricsServer(registry, settings.metrics_port, host=settings.metrics_host).start()
     try:
-        if settings.create_topics:
-            ensure_topics(
-                settings.kafka,
-                {settings.topic: settings.partitions},
-                replication_factor=settings.replication_factor,
-            )
-        producer = KafkaProducer(
-            **settings.kafka.client_kwargs(), acks="all", linger_ms=settings.linger_ms,
-            batch_size=256 * 1024,
-            partitioner=CachedKeyPartitioner(),
-        )  # fmt: skip
+        ready = not settings.create_topics or ensure_topics(
+            settings.kafka,
+            {settings.topic: settings.partitions},
+            replication_factor=settings.replication_factor,
+            stop=stop,
+        )
+        producer = _new_producer(settings) if ready else None
     except BaseException:
         if server is not None:  # free its port: run() may be called again in-process
             server.stop()
         raise
+    if producer is None:  # stopped while waiting for the broker: nothing was sent
+        if server is not None:
+            server.stop()
+        return ProducerStats()
     stats = ProducerStats()
     lock = threading.Lock()
 
@@ -141,11 +214,19 @@ def run(
             stats.acknowledged += 1
         metrics.beats_sent.inc()
 
+    last_warning = [-math.inf]
+
     def failed(exc: BaseException) -> None:
+        metrics.send_errors.inc()
         with lock:
             stats.errors += 1
-        metrics.send_errors.inc()
-        log.warning("beat not delivered: %s", exc)
+            # One line per few seconds, not one per beat: an outage at 300 beats/s
+            # would otherwise write thousands.
+            now = time.monotonic()
+            if now - last_warning[0] < WARNING_INTERVAL_S:
+                return
+            last_warning[0] = now
+        log.warning("beats not delivered: %d so far (latest: %s)", stats.errors, exc)
 
     streams = [stream_id(i) for i in range(settings.streams)]
     # Microseconds: no stream can take two beats in one, so no two runs, even
@@ -179,15 +260,16 @@ def run(
                 label=label,
             )
             key, value, headers = encode(beat, settings.wire_format)
-            future = producer.send(settings.topic, key=key, value=value, headers=headers or None)
+            future = _send(producer, settings.topic, key, value, headers, stop)
+            if future is None:
+                break
             future.add_callback(acknowledged).add_errback(failed)
             seqs[stream] += 1
             index += 1
             stats.attempted = index
             progress.maybe_print(stats)
     finally:
-        producer.flush()
-        producer.close()
+        _flush_and_close(producer, stop, stats)
         stats.elapsed_s = time.monotonic() - started
         stats.per_stream_seq = {streams[i]: int(seqs[i]) for i in range(settings.streams)}
         progress.maybe_print(stats, force=True)

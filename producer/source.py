@@ -44,16 +44,17 @@ def parse_row_ranges(spec: str, n_rows: int) -> np.ndarray:
         try:
             if "-" in part:
                 first, last = (int(x) for x in part.split("-", 1))
-                rows.extend(range(first, last + 1))
             else:
-                rows.append(int(part))
+                first = last = int(part)
         except ValueError:
             raise ConfigError(f"--rows: cannot read {part!r}; use e.g. 0-99,200") from None
+        # Checked before the range is built: 0-9999999999 must not fill memory first.
+        for row in (first, last):
+            if not 0 <= row < n_rows:
+                raise ConfigError(f"--rows: row {row} is outside the data set (0-{n_rows - 1})")
+        rows.extend(range(first, last + 1))
     if not rows:
         raise ConfigError("--rows selects no rows")
-    bad = [r for r in rows if not 0 <= r < n_rows]
-    if bad:
-        raise ConfigError(f"--rows: row {bad[0]} is outside the data set (0-{n_rows - 1})")
     return np.array(rows, dtype=np.int64)
 
 
@@ -97,6 +98,8 @@ def load_source(
     """
     from beatwatch.data import load_csv, load_ecg5000
 
+    if rows_from and rows:
+        raise ConfigError("give --rows or --rows-from, not both")
     if data is None:
         dataset = load_ecg5000()
     else:

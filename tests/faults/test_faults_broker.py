@@ -7,6 +7,8 @@ Producer and detector are left alone: no manual step after the restart.
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -23,12 +25,15 @@ from tests.faults.support import (
     BackgroundProducer,
     alert_keys,
     committed_vs_end,
+    detector_process,
     producer_settings,
     replay_keys,
     source_of,
     wait_for_alerts,
 )
 from tests.integration.pipeline_support import (
+    MODEL_DIR,
+    REPO_ROOT,
     Topics,
     create_topics,
     detector_settings,
@@ -161,3 +166,53 @@ def test_r6_broker_kill_9_and_restart_mid_stream_loses_nothing(
             f"tansu on S3 dropped {lost_beats_by_broker} acknowledged beats and "
             f"{lost_alerts_by_broker} acknowledged alerts across kill -9"
         )
+
+
+def test_r12_with_the_broker_gone_a_stop_request_ends_both_services_within_the_grace(
+    topic_prefix, tmp_path
+):
+    """SIGTERM while the broker is down: both exit before compose's 10 s grace ends.
+
+    The detector's batch is rewound, never committed (the next owner re-reads
+    it); the producer counts the beats it could not deliver and exits 1 with
+    a few summary lines, not one warning per beat.
+    """
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
+    producer_log = tmp_path / "producer.log"
+    try:
+        bootstrap = broker.bootstrap_servers
+        topics = Topics.named(topic_prefix)
+        create_topics(bootstrap, topics)
+        with (
+            detector_process(
+                bootstrap, topics, f"{topic_prefix}-g", MODEL_DIR, tmp_path / "detector.log"
+            ) as detector,
+            producer_log.open("ab") as log,
+        ):
+            detector.wait_ready()
+            producer = subprocess.Popen(
+                [sys.executable, "-m", "producer", "--bootstrap-servers", bootstrap,
+                 "--beats-topic", topics.beats, "--no-create-topics", "--loop",
+                 "--rate", "300", "--first-seq", "0", "--progress-interval-s", "0"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            )  # fmt: skip
+            try:
+                wait_for(lambda: detector.value("beatwatch_beats_scored_total") >= 300, 60, "300")
+                broker.kill()
+                time.sleep(3)  # beats pile up in the producer; the detector loses the group
+                producer.send_signal(signal.SIGTERM)
+                detector.signal(signal.SIGTERM)
+                # compose sends SIGKILL 10 s after SIGTERM: a clean stop must fit in it.
+                producer_code = producer.wait(timeout=10)
+                detector_code = detector.wait(10)
+            finally:
+                if producer.poll() is None:
+                    producer.kill()
+    finally:
+        broker.stop()
+    output = producer_log.read_text()
+    assert producer_code == 1, output[-2000:]
+    assert re.search(r"stopping: \d+ beats not delivered", output), output[-2000:]
+    assert len(re.findall("beats not delivered", output)) < 10, output[-2000:]
+    assert detector_code == 0, detector.log_tail()
+    assert "detector stopped after" in detector.log_tail()
