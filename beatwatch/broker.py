@@ -10,22 +10,63 @@ it and skip this module entirely.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from beatwatch.errors import ConfigError
-from beatwatch.settings import add_option, positive_float
+from beatwatch.settings import add_option, int_between, positive_float
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9092
+# tansu colours its log lines even into a file.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+REASON_CHARS = 200
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail when something already listens on ``host:port``.
+
+    A connect-based readiness check cannot tell tansu from another listener
+    on the port (tansu then dies a moment later), so the port is tried first.
+
+    Raises:
+        ConfigError: the port cannot be bound (taken, or not allowed).
+    """
+    with socket.socket() as sock:
+        # As a listener would: a port whose old connections linger in TIME_WAIT is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            taken = " (another process listens there)" if exc.errno == errno.EADDRINUSE else ""
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}{taken}"
+            ) from None
+
+
+def last_error_line(output: str) -> str:
+    """The line of tansu's output that says why it stopped, on one trimmed line.
+
+    tansu ends with a backtrace note or a usage hint, so the last line naming
+    an error is preferred over the last line.
+    """
+    lines = [" ".join(ANSI_ESCAPE.sub("", line).split()) for line in output.splitlines()]
+    lines = [line for line in lines if line]
+    errors = [line for line in lines if re.search(r"(?i)\berror\b|panicked", line)]
+    reason = (errors or lines or ["(no output)"])[-1]
+    return reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 3] + "..."
 
 
 def tansu_binary() -> str:
@@ -94,6 +135,10 @@ class EmbeddedBroker:
         self.log_path = log_path
         self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
+        # tansu's output, kept (in a temporary file without log_path) so that a
+        # failure can say why; read from where this run started writing.
+        self._output: IO[bytes] | None = None
+        self._output_start = 0
 
     @property
     def bootstrap_servers(self) -> str:
@@ -104,26 +149,62 @@ class EmbeddedBroker:
         """Start the broker and wait until it accepts connections.
 
         Raises:
-            ConfigError: it exited or did not listen within ``timeout_s``.
+            ConfigError: the port is taken, or tansu exited (its reason in the
+                message) or did not listen within ``timeout_s``.
         """
+        check_port_free(self.host, self.port)
         url = f"tcp://{self.host}:{self.port}"
         command = [
             tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
             "--storage-engine", self.storage,
         ]  # fmt: skip
-        output = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
+        self._close_output()
+        # "a+b": appended to like a log, and readable for exit_reason(); open for the
+        # broker's lifetime, closed by stop().
+        self._output = (
+            self.log_path.open("a+b") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
+        )
+        self._output_start = self._output.seek(0, os.SEEK_END)
         self.process = subprocess.Popen(
             command,
-            stdout=output,
+            stdout=self._output,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order
         )
-        if not wait_for_port(self.host, self.port, timeout_s) or self.process.poll() is not None:
+        listening = False
+        deadline = time.monotonic() + timeout_s
+        # Watch tansu as well as the port: a bad storage URL or listener URL makes it
+        # exit at once with its reason, which must not wait for the whole timeout.
+        while not listening and self.process.poll() is None and time.monotonic() < deadline:
+            listening = wait_for_port(self.host, self.port, 0.2)
+        code = self.process.poll()
+        if not listening or code is not None:
+            reason = self.exit_reason()
             self.stop()
-            raise ConfigError(f"embedded broker did not start on {self.bootstrap_servers}")
+            what = (
+                f"exited with code {code}"
+                if code is not None
+                else f"did not listen within {timeout_s:g} s"
+            )
+            raise ConfigError(f"embedded broker {what} on {self.bootstrap_servers}: {reason}")
         log.info("embedded broker listening on %s (%s)", self.bootstrap_servers, self.storage)
         return self
+
+    def exit_reason(self) -> str:
+        """The error line of tansu's output since the last start, one line (or "(no output)")."""
+        if self._output is None:
+            return "(no output)"
+        self._output.flush()
+        self._output.seek(self._output_start)
+        text = self._output.read().decode(errors="replace")
+        self._output.seek(0, os.SEEK_END)
+        return last_error_line(text)
+
+    def _close_output(self) -> None:
+        if self._output is not None:
+            self._output.close()
+            self._output = None
 
     def kill(self) -> None:
         """Kill the broker at once (SIGKILL), as a crash would."""
@@ -133,13 +214,13 @@ class EmbeddedBroker:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the broker: SIGTERM, then SIGKILL after ``timeout_s``."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close_output()
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start() if self.process is None else self
@@ -155,8 +236,8 @@ class EmbeddedBroker:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``beatwatch broker``."""
-    add_option(parser, "--port", default=DEFAULT_PORT, type=int, help="TCP port on 127.0.0.1",
-               env="BEATWATCH_BROKER_PORT")  # fmt: skip
+    add_option(parser, "--port", default=DEFAULT_PORT, type=int_between(1, 65535),
+               help="TCP port on 127.0.0.1", env="BEATWATCH_BROKER_PORT")  # fmt: skip
     add_option(parser, "--storage", default="memory://tansu/", help="tansu storage URL",
                env="BEATWATCH_BROKER_STORAGE")  # fmt: skip
     add_option(parser, "--start-timeout-s", default=20.0, type=positive_float,
@@ -172,7 +253,10 @@ def main(args: argparse.Namespace) -> int:
         try:
             while not stop.wait(0.5):
                 if broker.process is not None and broker.process.poll() is not None:
-                    raise ConfigError(f"broker exited with code {broker.process.returncode}")
+                    raise ConfigError(
+                        f"broker exited with code {broker.process.returncode}: "
+                        f"{broker.exit_reason()}"
+                    )
         except KeyboardInterrupt:
             pass
     print("broker stopped", flush=True)

@@ -6,7 +6,12 @@ live view (beats/s, alerts/s, latency p50/p99, running precision and recall
 against the replayed labels, the latest alerts), and ends with a summary that
 compares the live alerts with an offline scoring of the same rows by the same
 artifact. Producer and detector run as child processes (as in production); a
-Ctrl-C at any moment stops them in order and leaves nothing behind.
+Ctrl-C or SIGTERM at any moment stops them in order and leaves nothing behind.
+
+The children run the demo's own flags only: the user's ``BEATWATCH_*``
+settings for ``produce`` and ``detect`` (a ``BEATWATCH_LIMIT``, another alerts
+topic, TLS/SASL) are not passed on, since the demo reads its topics itself over
+PLAINTEXT and expects every test row scored.
 """
 
 from __future__ import annotations
@@ -14,25 +19,36 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from beatwatch import promtext
+from beatwatch.artifact import CONFIG_FILE, Artifact, load_artifact
 from beatwatch.broker import EmbeddedBroker, free_port
-from beatwatch.errors import ConfigError
+from beatwatch.data import Dataset
+from beatwatch.errors import ArtifactError, ConfigError, DataError
 from beatwatch.kafka import KafkaSettings, ensure_topics
 from beatwatch.processes import child, wait_ready
-from beatwatch.settings import add_option, positive_float, positive_int
+from beatwatch.settings import ENV_PREFIX, add_option, positive_float, positive_int
 from beatwatch.tail import Deduplicator, iter_alerts
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "ecg5000"
 BEATS, ALERTS, DLQ = "ecg-beats", "ecg-alerts", "ecg-beats-dlq"
+# The only BEATWATCH_* variable the children inherit: where ECG5000 is cached,
+# so that the producer replays the very file the demo loaded.
+INHERITED_SETTINGS = frozenset({"BEATWATCH_CACHE_DIR"})
+# Once the producer has exited, how long scoring may make no progress before
+# the demo gives up instead of waiting for beats that will never come.
+STALL_S = 15.0
 
 
 @dataclass
@@ -75,6 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                env="BEATWATCH_DEMO_FORMAT")  # fmt: skip
     add_option(
         parser, "--logs", default=None, help="directory for the children's logs (default: temp)"
+    )
+    add_option(
+        parser,
+        "--bootstrap-servers",
+        default=None,
+        help="a PLAINTEXT Kafka to use instead of starting the embedded broker",
     )
 
 
@@ -132,7 +154,6 @@ def offline_alert_keys(
     """Score the replayed rows offline with the same artifact: the alerts the demo must see."""
     import numpy as np
 
-    from beatwatch.artifact import load_artifact
     from beatwatch.data import load_csv, load_ecg5000
 
     dataset = load_ecg5000() if data is None else load_csv(data)
@@ -142,31 +163,165 @@ def offline_alert_keys(
     return {(f"p-{i % streams:04d}", i // streams) for i in over}
 
 
+def recorded_test_rows(artifact: Artifact) -> list[int]:
+    """The held-out test rows the artifact records (``data.rows.test``): what the demo replays.
+
+    Raises:
+        ArtifactError: they are missing, empty, or not row numbers.
+    """
+    data = artifact.config.get("data")
+    recorded = data.get("rows") if isinstance(data, dict) else None
+    rows = recorded.get("test") if isinstance(recorded, dict) else None
+    if not (
+        isinstance(rows, list)
+        and rows
+        and all(isinstance(row, int) and not isinstance(row, bool) and row >= 0 for row in rows)
+    ):
+        raise ArtifactError(
+            f"{artifact.path / CONFIG_FILE}: no held-out test rows to replay "
+            "(data.rows.test must be a non-empty list of row numbers)"
+        )
+    return rows
+
+
+def check_data_fits(dataset: Dataset, artifact: Artifact, rows: list[int]) -> None:
+    """Refuse data the artifact's test rows cannot be replayed from.
+
+    Raises:
+        DataError: its beats are not the model's input length, or it has too few rows.
+    """
+    n_rows, length = dataset.x.shape
+    hint = "pass the CSV the model was trained on with --data"
+    if length != artifact.input_length:
+        raise DataError(
+            f"{dataset.source}: beats of {length} values, but the model at {artifact.path} "
+            f"takes {artifact.input_length}; {hint}"
+        )
+    if max(rows) >= n_rows:
+        raise DataError(
+            f"{dataset.source}: {n_rows} rows, but the artifact's test rows go up to row "
+            f"{max(rows)}; {hint}"
+        )
+
+
+def logs_directory(requested: str | None) -> Path:
+    """Create the directory for the children's logs (a temporary one by default).
+
+    Raises:
+        ConfigError: it cannot be created or written to.
+    """
+    try:
+        logs = Path(requested) if requested else Path(tempfile.mkdtemp(prefix="beatwatch-demo-"))
+        logs.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"--logs {requested}: exists and is not a directory") from None
+    except OSError as exc:
+        where = requested or tempfile.gettempdir()
+        raise ConfigError(
+            f"--logs {where}: cannot create a directory there ({exc.strerror or exc})"
+        ) from None
+    if not os.access(logs, os.W_OK | os.X_OK):
+        raise ConfigError(f"--logs {logs}: the directory is not writable")
+    return logs
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM handler: unwind as a Ctrl-C does, which stops the children in order."""
+    # A supervisor may repeat SIGTERM; that must not cut the children's shutdown short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM as Ctrl-C while the demo runs.
+
+    By default SIGTERM kills the demo outright, and its children, each in its
+    own session, would be left running. An exception instead unwinds every
+    phase (broker start, detector warm-up, the view, the offline scoring)
+    through the code that stops the children.
+    """
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def user_settings_hidden() -> Iterator[None]:
+    """Hide the user's ``BEATWATCH_*`` variables (but ``INHERITED_SETTINGS``) meanwhile.
+
+    The children inherit this process's environment (:func:`beatwatch.processes.child`),
+    where a ``BEATWATCH_LIMIT`` or ``BEATWATCH_ALERTS_TOPIC`` meant for
+    ``produce`` or ``detect`` would change what the demo runs; its own options
+    were parsed already, and it passes them to the children as flags.
+    """
+    hidden = {
+        name: os.environ.pop(name)
+        for name in list(os.environ)
+        if name.startswith(ENV_PREFIX) and name not in INHERITED_SETTINGS
+    }
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
+
+
+@dataclass
+class StallWatch:
+    """Notices that scoring stopped short after the producer exited.
+
+    A producer that exits with code 0 may still have sent fewer beats than the
+    demo expects; without this, the view would wait for them forever.
+    """
+
+    limit_s: float = STALL_S
+    _progress: tuple[float, ...] = ()
+    _since: float = 0.0
+
+    def stalled(self, progress: tuple[float, ...], producer_exited: bool, now: float) -> bool:
+        """Record one tick of ``progress`` (any comparable counts).
+
+        Returns:
+            True once the producer has exited and ``progress`` has not changed
+            for more than ``limit_s`` seconds.
+        """
+        if not producer_exited or progress != self._progress:
+            self._progress, self._since = progress, now
+            return False
+        return now - self._since > self.limit_s
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the demo end to end; exit 1 if the live alerts differ from the offline ones."""
-    import json
+    with sigterm_as_interrupt():
+        return run(args)
 
+
+def run(args: argparse.Namespace) -> int:
+    """The demo itself (see :func:`main`)."""
     import numpy as np
 
     from beatwatch.data import load_csv, load_ecg5000
 
     model_dir = Path(args.model)
-    config_path = model_dir / "artifact.json"
-    if not config_path.is_file():
+    if not (model_dir / CONFIG_FILE).is_file():
         raise ConfigError(f"no model at {model_dir}: run `make train` (or pass --model)")
-    config = json.loads(config_path.read_text())
-    rows: list[int] = config["data"]["rows"]["test"]
+    artifact = load_artifact(model_dir)
+    rows = recorded_test_rows(artifact)
     dataset = load_ecg5000() if args.data is None else load_csv(args.data)
+    check_data_fits(dataset, artifact, rows)
     labels = [int(v) for v in dataset.normal[np.array(rows)]]
-    logs = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="beatwatch-demo-"))
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = logs_directory(args.logs)
     python = sys.executable
-    external = os.environ.get("BEATWATCH_BOOTSTRAP_SERVERS")
+    external = args.bootstrap_servers
     print(f"beatwatch demo: {len(rows)} held-out test beats over {args.streams} streams at "
           f"{args.rate:.0f} beats/s; logs in {logs}", flush=True)  # fmt: skip
     stop = threading.Event()
     alerts = LiveAlerts()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(user_settings_hidden())
         if external:
             bootstrap = external
         else:
@@ -204,28 +359,37 @@ def main(args: argparse.Namespace) -> int:
         started = time.monotonic()
         samples: promtext.Samples = {}
         settled_since = None
+        stall = StallWatch()
         while True:
             time.sleep(1.0)
             if detector.poll() is not None:
                 raise ConfigError(f"detector exited with code {detector.returncode} (see {logs})")
             samples = promtext.scrape(f"{metrics_url}/metrics")
             view.draw(samples, alerts)
-            done = promtext.value(samples, "beatwatch_beats_scored_total") >= len(rows)
+            scored = promtext.value(samples, "beatwatch_beats_scored_total")
+            done = scored >= len(rows)
             alerted = promtext.value(samples, "beatwatch_alerts_total")
             with alerts.lock:
                 caught_up = alerts.count >= alerted
+                read = alerts.count
             if producer.poll() is not None and producer.returncode != 0:
                 raise ConfigError(f"producer exited with code {producer.returncode} (see {logs})")
             if done and caught_up:
                 settled_since = settled_since or time.monotonic()
                 if time.monotonic() - settled_since > 1.0:
                     break
+            elif stall.stalled((scored, read), producer.poll() is not None, time.monotonic()):
+                raise ConfigError(
+                    f"the producer has exited, but the detector scored {int(scored)} of "
+                    f"{len(rows)} beats ({read} of {int(alerted)} alerts read back) with no "
+                    f"progress for {STALL_S:.0f} s (see {logs})"
+                )
         elapsed_s = time.monotonic() - started
     print(
         "\ncomparing with an offline scoring of the same rows by the same artifact ...", flush=True
     )
     expected = offline_alert_keys(model_dir, args.data, rows, args.streams)
-    recorded: dict[str, Any] = config.get("evaluation", {})
+    recorded: dict[str, Any] = artifact.config.get("evaluation", {})
     return summarize(samples, alerts, labels, expected, recorded, elapsed_s, metrics_url)
 
 

@@ -63,13 +63,21 @@ def add_option(
     )
 
 
-def add_flag(parser: argparse.ArgumentParser | Any, flag: str, *, help: str) -> None:
+def add_flag(
+    parser: argparse.ArgumentParser | Any, flag: str, *, help: str, env: str | None = None
+) -> None:
     """Add a boolean switch whose variable accepts 1/0, true/false, yes/no.
+
+    Args:
+        parser: the parser or argument group.
+        flag: the long flag, e.g. ``--loop``.
+        help: one sentence; the variable is appended.
+        env: the variable name; derived from the flag when omitted.
 
     Raises:
         ConfigError: the environment variable holds something else.
     """
-    variable = env_name(flag)
+    variable = env or env_name(flag)
     raw = os.environ.get(variable, "")
     try:
         default = parse_bool(raw) if raw else False

@@ -4,11 +4,16 @@ Without ``--group-id`` it reads every partition with no consumer group (nothing
 is committed, several tails see the same alerts); with one, it joins that
 group like any subscribing service. Repeats of an ``alert_id`` (at-least-once
 delivery) are dropped unless ``--keep-duplicates``.
+
+It waits for the broker (at most ``CONNECT_TIMEOUT_S``) and for the topic to
+exist, so it can be started before the detector that creates the topic; it
+never creates the topic itself. A stop signal ends either wait promptly.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import threading
 import time
@@ -17,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from beatwatch.alert import decode_alert
+from beatwatch.errors import ConfigError
 from beatwatch.kafka import (
     ALERTS_TOPIC,
     FETCH_MAX_WAIT_MS,
@@ -26,6 +32,19 @@ from beatwatch.kafka import (
 )
 from beatwatch.settings import add_flag, add_option, non_negative_float, non_negative_int
 from beatwatch.signals import stop_on_signals
+
+log = logging.getLogger(__name__)
+
+# How long to wait for an unreachable broker before giving up with one line
+# (``--idle-timeout-s`` shortens it).
+CONNECT_TIMEOUT_S = 30.0
+# One bootstrap attempt: a stop request is seen between attempts, so this is
+# how long Ctrl-C can take while the broker is away. Each failed attempt leaves
+# an idle daemon thread behind in kafka-python 3.0 (its constructor starts the
+# I/O thread before bootstrapping), hence attempts of a second, not shorter.
+CONNECT_ATTEMPT_S = 1.0
+# How often to ask the broker again whether a missing topic exists yet.
+TOPIC_RETRY_S = 0.5
 
 
 class Deduplicator:
@@ -64,26 +83,43 @@ def iter_alerts(
     from_beginning: bool = False,
     idle_timeout_s: float = 0.0,
 ) -> Iterator[dict[str, Any]]:
-    """Yield alerts from ``topic`` until ``stop`` (or ``idle_timeout_s`` without any)."""
-    from kafka import KafkaConsumer, TopicPartition
+    """Yield alerts from ``topic`` until ``stop`` (or ``idle_timeout_s`` without any).
 
-    consumer = KafkaConsumer(
-        **settings.client_kwargs(),
+    The idle clock starts at once, so ``idle_timeout_s`` also bounds the waits
+    for the broker and for the topic; with 0 the topic is awaited until ``stop``.
+
+    Raises:
+        ConfigError: the broker was not reachable within ``CONNECT_TIMEOUT_S``
+            (or ``idle_timeout_s``), or ``topic`` did not exist within ``idle_timeout_s``.
+    """
+    from kafka import TopicPartition
+
+    started = time.monotonic()
+    connect_timeout_s = min(CONNECT_TIMEOUT_S, idle_timeout_s or CONNECT_TIMEOUT_S)
+    consumer = _connect(
+        settings,
+        stop,
+        connect_timeout_s,
         group_id=group_id,
         enable_auto_commit=group_id is not None,
         auto_offset_reset="earliest" if from_beginning else "latest",
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        # Meant to stop a subscription from creating a missing topic, but
+        # kafka-python 3.0.12 does not pass it on to its metadata requests:
+        # waiting for the topic before subscribing is what actually prevents it.
+        allow_auto_create_topics=False,
     )
+    if consumer is None:
+        return  # stopped while waiting for the broker
     try:
+        deadline = started + idle_timeout_s if idle_timeout_s else None
+        partitions = _wait_for_topic(consumer, settings, topic, stop, deadline)
+        if not partitions:
+            return  # stopped while waiting for the topic
         if group_id is None:
-            partitions = None
-            while not partitions and not stop.is_set():
-                partitions = consumer.partitions_for_topic(topic)
-                if not partitions:
-                    stop.wait(0.5)
-            tps = [TopicPartition(topic, p) for p in sorted(partitions or ())]
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
             if from_beginning:
                 consumer.seek_to_beginning(*tps)
@@ -91,7 +127,7 @@ def iter_alerts(
                 consumer.seek_to_end(*tps)
         else:
             consumer.subscribe([topic])
-        last_seen = time.monotonic()
+        last_seen = started
         while not stop.is_set():
             polled = consumer.poll(timeout_ms=200)
             for records in polled.values():
@@ -104,19 +140,108 @@ def iter_alerts(
         consumer.close()
 
 
+def _connect(
+    settings: KafkaSettings, stop: threading.Event, timeout_s: float, **config: Any
+) -> Any | None:
+    """Create a KafkaConsumer, retrying short bootstrap attempts until ``stop`` or ``timeout_s``.
+
+    Returns:
+        The consumer, or None when ``stop`` was set first.
+
+    Raises:
+        ConfigError: the broker did not answer within ``timeout_s``, or kafka-python
+            rejected the settings (e.g. a port that is not a number).
+    """
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError, KafkaTimeoutError
+
+    deadline = time.monotonic() + timeout_s
+    waiting_logged = False
+    while not stop.is_set():
+        attempt_s = min(CONNECT_ATTEMPT_S, max(deadline - time.monotonic(), 0.1))
+        try:
+            return KafkaConsumer(
+                **settings.client_kwargs(), bootstrap_timeout_ms=int(attempt_s * 1000), **config
+            )
+        except ValueError as exc:
+            raise ConfigError(f"Kafka settings for {settings.bootstrap_servers}: {exc}") from None
+        except KafkaError as exc:
+            if time.monotonic() >= deadline:
+                # A failed bootstrap is a timeout whose text only repeats the address.
+                detail = "" if isinstance(exc, KafkaTimeoutError) else f" ({exc})"
+                raise ConfigError(
+                    f"cannot reach Kafka at {settings.bootstrap_servers}: "
+                    f"no answer within {timeout_s:g} s{detail}"
+                ) from None
+            if not waiting_logged:
+                log.warning(
+                    "cannot reach Kafka at %s yet; retrying for up to %g s",
+                    settings.bootstrap_servers, timeout_s,
+                )  # fmt: skip
+                waiting_logged = True
+    return None
+
+
+def _wait_for_topic(
+    consumer: Any,
+    settings: KafkaSettings,
+    topic: str,
+    stop: threading.Event,
+    deadline: float | None,
+) -> set[int]:
+    """Return the partitions of ``topic`` once it exists; empty when ``stop`` came first.
+
+    ``partitions_for_topic`` asks for every topic's metadata, which (unlike a
+    request naming the topic) never makes the broker auto-create it.
+
+    Raises:
+        ConfigError: ``topic`` still did not exist at ``deadline`` (None = no deadline).
+    """
+    waiting_logged = False
+    while not stop.is_set():
+        partitions: set[int] = consumer.partitions_for_topic(topic)
+        if partitions:
+            if waiting_logged:
+                log.info("topic %s exists now; reading it", topic)
+            return partitions
+        if deadline is not None and time.monotonic() >= deadline:
+            raise ConfigError(
+                f"topic {topic} does not exist on {settings.bootstrap_servers} "
+                "(check --alerts-topic, or start the detector, which creates it)"
+            )
+        if not waiting_logged:
+            log.info("topic %s does not exist yet; waiting for it to be created", topic)
+            waiting_logged = True
+        stop.wait(TOPIC_RETRY_S)
+    return set()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``beatwatch alerts``."""
+    """Options of ``beatwatch alerts``.
+
+    Options of this command alone read ``BEATWATCH_ALERTS_*`` variables, so that
+    they never pick up another command's (``BEATWATCH_LIMIT`` counts beats for
+    ``produce``); the topic and the Kafka options share theirs with the detector.
+    """
     add_kafka_options(parser)
-    add_option(parser, "--alerts-topic", default=ALERTS_TOPIC, help="topic to read alerts from")
+    add_option(parser, "--alerts-topic", default=ALERTS_TOPIC,
+               help="topic to read alerts from; a missing one is waited for (never created), "
+                    "for at most --idle-timeout-s if given")  # fmt: skip
     add_option(parser, "--group-id", default=None, help="join this consumer group (optional)",
                env="BEATWATCH_ALERTS_GROUP_ID")  # fmt: skip
-    add_flag(parser, "--from-beginning", help="start at the oldest alert, not the next one")
-    add_flag(parser, "--json", help="print JSON lines instead of readable lines")
-    add_flag(parser, "--keep-duplicates", help="print repeats of an alert_id too")
-    add_option(parser, "--limit", default=0, type=non_negative_int,
+    add_flag(parser, "--from-beginning", env="BEATWATCH_ALERTS_FROM_BEGINNING",
+             help="start at the oldest alert, not the next one")  # fmt: skip
+    add_flag(parser, "--json", env="BEATWATCH_ALERTS_JSON",
+             help="print JSON lines instead of readable lines")  # fmt: skip
+    add_flag(parser, "--keep-duplicates", env="BEATWATCH_ALERTS_KEEP_DUPLICATES",
+             help="print repeats of an alert_id too")  # fmt: skip
+    add_option(parser, "--limit", default=0, type=non_negative_int, env="BEATWATCH_ALERTS_LIMIT",
                help="stop after this many alerts (0 = no limit)")  # fmt: skip
     add_option(parser, "--idle-timeout-s", default=0.0, type=non_negative_float,
-               help="stop after this long without alerts (0 = never)")  # fmt: skip
+               env="BEATWATCH_ALERTS_IDLE_TIMEOUT_S",
+               help="stop after this long without alerts (0 = never); counted from the start, "
+                    "so it also bounds the waits for the broker and for a missing topic, "
+                    "which are then an error")  # fmt: skip
 
 
 def main(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:

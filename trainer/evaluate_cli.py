@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``evaluate`` flags."""
     add_option(parser, "--model", default="models/ecg5000", help="artifact directory")
     add_option(parser, "--data", default=None, help="the CSV it was trained on; ECG5000 when unset")
-    add_option(parser, "--json", default=None, help="also write the metrics to this JSON file")
+    add_option(parser, "--json", default=None, help="also write the metrics to this JSON file",
+               env="BEATWATCH_EVALUATE_JSON")  # fmt: skip
 
 
 def evaluate_artifact(model_dir: str | Path, dataset: Dataset) -> dict[str, Any]:

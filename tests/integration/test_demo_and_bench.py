@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,6 +38,60 @@ def test_demo_finishes_on_its_own_and_matches_the_offline_scoring(tmp_path: Path
         assert (
             not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
         )
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has exited: only its parent has not reaped it yet)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "zombie" not in status
+
+
+def test_demo_ignores_the_users_produce_and_detect_settings(tmp_path: Path) -> None:
+    # Meant for `beatwatch produce` and `detect`; inherited, they made the demo
+    # send 10 beats and wait for 1000 forever, or read alerts from the wrong topic.
+    env = {**os.environ, "BEATWATCH_LIMIT": "10", "BEATWATCH_ALERTS_TOPIC": "elsewhere"}
+    result = subprocess.run(
+        [*BEATWATCH, "demo", "--rate", "1000", "--logs", str(tmp_path)],
+        capture_output=True, text=True, timeout=240, env=env,
+    )  # fmt: skip
+    print(result.stdout[-1500:])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "beats replayed/scored   1000 / 1000" in result.stdout
+    assert "live alerts match exactly" in result.stdout
+
+
+def test_sigterm_stops_the_demo_and_every_child(tmp_path: Path) -> None:
+    demo = subprocess.Popen(
+        [*BEATWATCH, "demo", "--logs", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    pids: list[int] = []
+    try:
+        # The demo writes its children's pids once the last one (the producer) has started.
+        deadline = time.monotonic() + 180
+        while not (tmp_path / "pids").exists():
+            assert demo.poll() is None, demo.communicate()
+            assert time.monotonic() < deadline, "the demo never started its children"
+            time.sleep(0.2)
+        time.sleep(0.5)  # the file is written in one go, but may just have been created
+        pids = [int(line) for line in (tmp_path / "pids").read_text().split()]
+        assert len(pids) == 3 and all(alive(pid) for pid in pids)
+        demo.send_signal(signal.SIGTERM)
+        _, stderr = demo.communicate(timeout=60)
+        assert demo.returncode == 130, stderr
+        assert "beatwatch demo: interrupted" in stderr
+        assert "Traceback" not in stderr
+        left = [pid for pid in pids if alive(pid)]
+        assert not left, f"left running: {left}"
+    finally:
+        # Whatever failed, leave nothing behind (children run in sessions of their own).
+        for pid in [demo.pid, *pids]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        demo.wait()
 
 
 def test_bench_quick_runs_every_measurement(tmp_path: Path) -> None:
