@@ -31,6 +31,9 @@ from beatwatch.errors import ArtifactError
 from beatwatch.scoring import LOSSES, MinMax, Scorer
 
 FORMAT_VERSION = 1
+# The model shipped in the repository: the default of detect, evaluate and demo,
+# whatever the working directory.
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "ecg5000"
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "artifact.json"
 REQUIRED_KEYS = (

@@ -42,13 +42,13 @@ from typing import Any
 import numpy as np
 
 from beatwatch import promtext
+from beatwatch.artifact import SHIPPED_MODEL_DIR
 from beatwatch.broker import EmbeddedBroker, free_port
 from beatwatch.errors import ConfigError
 from beatwatch.kafka import FETCH_MAX_WAIT_MS, KafkaSettings, ensure_topics
 from beatwatch.processes import child, cpu_and_waits, wait_ready, waited_ns
 from beatwatch.settings import add_flag, add_option
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "ecg5000"
 PARTITIONS = 4
 DONE_LINE = re.compile(r"done: (\d+) beats in ([\d.]+) s")
 # Progress scrapes of a draining detector: fine where the clock is read, coarse between.
@@ -690,7 +690,7 @@ def render(results: dict[str, Any]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``beatwatch bench``."""
-    add_option(parser, "--model", default=str(DEFAULT_MODEL_DIR), help="model artifact directory")
+    add_option(parser, "--model", default=str(SHIPPED_MODEL_DIR), help="model artifact directory")
     add_option(
         parser,
         "--out",

@@ -64,9 +64,11 @@ def configure_logging(level: str) -> None:
 
     kafka-python logs its configuration (SASL password included) at DEBUG, so its
     loggers never go below INFO, and a :class:`SecretRedactor` on the handlers
-    scrubs registered secrets from whatever is logged. Its connection chatter
-    (four lines per refused connection attempt) is silenced below DEBUG: the
-    detector and producer log one line of their own per attempt window.
+    scrubs registered secrets from whatever is logged. Its socket-level chatter
+    (``kafka.net``: four lines per refused connection attempt) is silenced below
+    DEBUG, and the programs probe the broker before creating clients while it
+    is away; during an outage in mid-run kafka-python's own WARNING lines
+    (metadata, coordinator) still show, a few per second.
     """
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr

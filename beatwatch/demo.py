@@ -32,7 +32,7 @@ from types import FrameType
 from typing import Any
 
 from beatwatch import promtext
-from beatwatch.artifact import CONFIG_FILE, Artifact, load_artifact
+from beatwatch.artifact import CONFIG_FILE, SHIPPED_MODEL_DIR, Artifact, load_artifact
 from beatwatch.broker import EmbeddedBroker, free_port
 from beatwatch.data import Dataset
 from beatwatch.errors import ArtifactError, ConfigError, DataError
@@ -41,7 +41,6 @@ from beatwatch.processes import child, wait_ready
 from beatwatch.settings import ENV_PREFIX, add_option, positive_float, positive_int
 from beatwatch.tail import Deduplicator, iter_alerts
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "ecg5000"
 BEATS, ALERTS, DLQ = "ecg-beats", "ecg-alerts", "ecg-beats-dlq"
 # The only BEATWATCH_* variable the children inherit: where ECG5000 is cached,
 # so that the producer replays the very file the demo loaded.
@@ -79,7 +78,7 @@ class LiveAlerts:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``beatwatch demo``."""
-    add_option(parser, "--model", default=str(DEFAULT_MODEL_DIR), help="model artifact directory")
+    add_option(parser, "--model", default=str(SHIPPED_MODEL_DIR), help="model artifact directory")
     add_option(parser, "--rate", default=200.0, type=positive_float, help="beats per second",
                env="BEATWATCH_DEMO_RATE")  # fmt: skip
     add_option(parser, "--streams", default=32, type=positive_int, help="patient streams",

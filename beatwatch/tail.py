@@ -28,6 +28,7 @@ from beatwatch.kafka import (
     FETCH_MAX_WAIT_MS,
     KafkaSettings,
     add_kafka_options,
+    broker_listens,
     kafka_settings_from_args,
 )
 from beatwatch.settings import add_flag, add_option, non_negative_float, non_negative_int
@@ -153,13 +154,17 @@ def _connect(
             rejected the settings (e.g. a port that is not a number).
     """
     from kafka import KafkaConsumer
-    from kafka.errors import KafkaError, KafkaTimeoutError
+    from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
     deadline = time.monotonic() + timeout_s
     waiting_logged = False
     while not stop.is_set():
         attempt_s = min(CONNECT_ATTEMPT_S, max(deadline - time.monotonic(), 0.1))
         try:
+            # Probe first: a client that fails to bootstrap leaks a thread and sockets.
+            if not broker_listens(settings, attempt_s):
+                stop.wait(attempt_s)
+                raise KafkaConnectionError("no bootstrap server accepts connections")
             return KafkaConsumer(
                 **settings.client_kwargs(), bootstrap_timeout_ms=int(attempt_s * 1000), **config
             )
@@ -168,7 +173,11 @@ def _connect(
         except KafkaError as exc:
             if time.monotonic() >= deadline:
                 # A failed bootstrap is a timeout whose text only repeats the address.
-                detail = "" if isinstance(exc, KafkaTimeoutError) else f" ({exc})"
+                detail = (
+                    ""
+                    if isinstance(exc, (KafkaTimeoutError, KafkaConnectionError))
+                    else f" ({exc})"
+                )
                 raise ConfigError(
                     f"cannot reach Kafka at {settings.bootstrap_servers}: "
                     f"no answer within {timeout_s:g} s{detail}"

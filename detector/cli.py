@@ -6,6 +6,7 @@ import argparse
 import threading
 from pathlib import Path
 
+from beatwatch.artifact import SHIPPED_MODEL_DIR
 from beatwatch.kafka import (
     ALERTS_TOPIC,
     BEATS_TOPIC,
@@ -19,13 +20,11 @@ from beatwatch.signals import stop_on_signals
 from beatwatch.wire import DEFAULT_MAX_MESSAGE_BYTES
 from detector.service import DetectorSettings, run
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "ecg5000"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``beatwatch detect``."""
     add_kafka_options(parser)
-    add_option(parser, "--model", default=str(DEFAULT_MODEL_DIR), help="model artifact directory")
+    add_option(parser, "--model", default=str(SHIPPED_MODEL_DIR), help="model artifact directory")
     add_option(parser, "--beats-topic", default=BEATS_TOPIC, help="topic to read beats from")
     add_option(parser, "--alerts-topic", default=ALERTS_TOPIC, help="topic to publish alerts to")
     add_option(parser, "--dlq-topic", default=DLQ_TOPIC, help="dead-letter topic")

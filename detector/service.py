@@ -32,6 +32,7 @@ from beatwatch.kafka import (
     FETCH_MAX_WAIT_MS,
     KafkaSettings,
     TopicCreationError,
+    broker_listens,
     close_producer,
     ensure_topics,
 )
@@ -244,13 +245,17 @@ class Detector:
             True when connected, False when stopped first.
         """
         from kafka import KafkaConsumer, KafkaProducer
-        from kafka.errors import KafkaConfigurationError, KafkaError
+        from kafka.errors import KafkaConfigurationError, KafkaConnectionError, KafkaError
 
         settings = self.settings
         self._stop = stop
         backoff_s = 0.5
         while not stop.is_set():
             try:
+                # Probe first: a kafka-python client that fails to bootstrap leaks a
+                # thread and sockets, and this loop may run for a whole outage.
+                if not broker_listens(settings.kafka):
+                    raise KafkaConnectionError("no bootstrap server accepts connections")
                 if settings.create_topics and not ensure_topics(
                     settings.kafka,
                     {settings.beats_topic: settings.partitions,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from beatwatch.artifact import CONFIG_FILE, Artifact, load_artifact
+from beatwatch.artifact import CONFIG_FILE, SHIPPED_MODEL_DIR, Artifact, load_artifact
 from beatwatch.data import Dataset, attach_ecg5000_classes, load_csv, load_ecg5000
 from beatwatch.errors import ArtifactError, DataError
 from beatwatch.settings import add_option
@@ -27,7 +27,7 @@ HEADLINE = ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "false_al
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``evaluate`` flags."""
-    add_option(parser, "--model", default="models/ecg5000", help="artifact directory")
+    add_option(parser, "--model", default=str(SHIPPED_MODEL_DIR), help="artifact directory")
     add_option(parser, "--data", default=None, help="the CSV it was trained on; ECG5000 when unset")
     add_option(parser, "--json", default=None, help="also write the metrics to this JSON file",
                env="BEATWATCH_EVALUATE_JSON")  # fmt: skip

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from beatwatch.demo import DEFAULT_MODEL_DIR, StallWatch
+from beatwatch.artifact import SHIPPED_MODEL_DIR
+from beatwatch.demo import StallWatch
 
 BEATWATCH = [sys.executable, "-m", "beatwatch.cli"]
 
@@ -59,14 +60,14 @@ def error_line(result: subprocess.CompletedProcess[str], command: str) -> str:
     ],
 )
 def test_demo_refuses_a_corrupt_artifact_json(tmp_path: Path, content: str, expected: str) -> None:
-    shutil.copy(DEFAULT_MODEL_DIR / "model.keras", tmp_path / "model.keras")
+    shutil.copy(SHIPPED_MODEL_DIR / "model.keras", tmp_path / "model.keras")
     (tmp_path / "artifact.json").write_text(content)
     assert expected in error_line(run("demo", "--model", str(tmp_path)), "demo")
 
 
 def test_demo_refuses_an_artifact_without_test_rows(tmp_path: Path) -> None:
     model = tmp_path / "model"
-    shutil.copytree(DEFAULT_MODEL_DIR, model)
+    shutil.copytree(SHIPPED_MODEL_DIR, model)
     config = json.loads((model / "artifact.json").read_text())
     del config["data"]["rows"]["test"]
     (model / "artifact.json").write_text(json.dumps(config))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ class RefusingAdmin:
 
 def test_a_refused_topic_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("kafka.admin.KafkaAdminClient", RefusingAdmin)
+    monkeypatch.setattr("beatwatch.kafka.broker_listens", lambda *_, **__: True)
     with pytest.raises(TopicCreationError) as refused:
         ensure_topics(KafkaSettings(), {"already-there": 4, "new": 4}, replication_factor=3)
     message = str(refused.value)
@@ -60,6 +63,7 @@ def test_the_detector_stops_on_a_refusal_instead_of_retrying(
         raise TopicCreationError("refused")
 
     monkeypatch.setattr("detector.service.ensure_topics", refuse)
+    monkeypatch.setattr("detector.service.broker_listens", lambda *_, **__: True)
     registry = CollectorRegistry()
     settings = DetectorSettings(
         kafka=KafkaSettings(), model_dir=MODEL_DIR, metrics_port=-1, replication_factor=3
@@ -87,5 +91,30 @@ def test_replication_factor_comes_from_flag_or_environment(
     if cli is detector.cli:
         assert cli.settings_from_args(parse([])).replication_factor == 3
     monkeypatch.setenv("BEATWATCH_REPLICATION_FACTOR", "0")
-    with pytest.raises(ConfigError, match="BEATWATCH_REPLICATION_FACTOR='0': must be >= 1"):
+    with pytest.raises(
+        ConfigError, match=r"BEATWATCH_REPLICATION_FACTOR='0': must be in \[1, 32767\]"
+    ):
         parse([])
+
+
+def test_retrying_an_absent_broker_leaks_no_threads() -> None:
+    # kafka-python 3.0 leaves a thread and sockets behind for each client whose
+    # bootstrap fails; the detector retries for as long as an outage lasts.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings = DetectorSettings(
+        kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}"), model_dir=MODEL_DIR,
+        metrics_port=-1, retry_backoff_max_s=0.2,
+    )  # fmt: skip
+    registry = CollectorRegistry()
+    detector = Detector(settings, registry)
+    stop = threading.Event()
+    before = threading.active_count()
+    worker = threading.Thread(target=detector.connect, args=(stop,))
+    worker.start()
+    time.sleep(4)  # several attempts
+    stop.set()
+    worker.join(10)
+    assert (registry.get_sample_value("beatwatch_broker_errors_total") or 0) >= 1
+    assert threading.active_count() <= before
