@@ -28,8 +28,8 @@ from beatwatch.kafka import (
     FETCH_MAX_WAIT_MS,
     KafkaSettings,
     add_kafka_options,
-    broker_listens,
     kafka_settings_from_args,
+    wait_for_broker,
 )
 from beatwatch.settings import add_flag, add_option, non_negative_float, non_negative_int
 from beatwatch.signals import stop_on_signals
@@ -39,11 +39,6 @@ log = logging.getLogger(__name__)
 # How long to wait for an unreachable broker before giving up with one line
 # (``--idle-timeout-s`` shortens it).
 CONNECT_TIMEOUT_S = 30.0
-# One bootstrap attempt: a stop request is seen between attempts, so this is
-# how long Ctrl-C can take while the broker is away. Each failed attempt leaves
-# an idle daemon thread behind in kafka-python 3.0 (its constructor starts the
-# I/O thread before bootstrapping), hence attempts of a second, not shorter.
-CONNECT_ATTEMPT_S = 1.0
 # How often to ask the broker again whether a missing topic exists yet.
 TOPIC_RETRY_S = 0.5
 
@@ -144,7 +139,7 @@ def iter_alerts(
 def _connect(
     settings: KafkaSettings, stop: threading.Event, timeout_s: float, **config: Any
 ) -> Any | None:
-    """Create a KafkaConsumer, retrying short bootstrap attempts until ``stop`` or ``timeout_s``.
+    """Create a KafkaConsumer once the broker listens, waiting until ``stop`` or ``timeout_s``.
 
     Returns:
         The consumer, or None when ``stop`` was set first.
@@ -154,41 +149,23 @@ def _connect(
             rejected the settings (e.g. a port that is not a number).
     """
     from kafka import KafkaConsumer
-    from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+    from kafka.errors import KafkaError
 
-    deadline = time.monotonic() + timeout_s
-    waiting_logged = False
-    while not stop.is_set():
-        attempt_s = min(CONNECT_ATTEMPT_S, max(deadline - time.monotonic(), 0.1))
-        try:
-            # Probe first: a client that fails to bootstrap leaks a thread and sockets.
-            if not broker_listens(settings, attempt_s):
-                stop.wait(attempt_s)
-                raise KafkaConnectionError("no bootstrap server accepts connections")
-            return KafkaConsumer(
-                **settings.client_kwargs(), bootstrap_timeout_ms=int(attempt_s * 1000), **config
-            )
-        except ValueError as exc:
-            raise ConfigError(f"Kafka settings for {settings.bootstrap_servers}: {exc}") from None
-        except KafkaError as exc:
-            if time.monotonic() >= deadline:
-                # A failed bootstrap is a timeout whose text only repeats the address.
-                detail = (
-                    ""
-                    if isinstance(exc, (KafkaTimeoutError, KafkaConnectionError))
-                    else f" ({exc})"
-                )
-                raise ConfigError(
-                    f"cannot reach Kafka at {settings.bootstrap_servers}: "
-                    f"no answer within {timeout_s:g} s{detail}"
-                ) from None
-            if not waiting_logged:
-                log.warning(
-                    "cannot reach Kafka at %s yet; retrying for up to %g s",
-                    settings.bootstrap_servers, timeout_s,
-                )  # fmt: skip
-                waiting_logged = True
-    return None
+    # Probe first: a kafka-python client that fails to bootstrap leaks a thread and sockets.
+    if not wait_for_broker(settings, timeout_s, stop):
+        if stop.is_set():
+            return None
+        raise ConfigError(
+            f"cannot reach Kafka at {settings.bootstrap_servers}: no answer within {timeout_s:g} s"
+        )
+    try:
+        return KafkaConsumer(
+            **settings.client_kwargs(), bootstrap_timeout_ms=int(timeout_s * 1000), **config
+        )
+    except ValueError as exc:
+        raise ConfigError(f"Kafka settings for {settings.bootstrap_servers}: {exc}") from None
+    except KafkaError as exc:
+        raise ConfigError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
 
 
 def _wait_for_topic(
