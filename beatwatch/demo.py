@@ -11,7 +11,7 @@ Ctrl-C or SIGTERM at any moment stops them in order and leaves nothing behind.
 The children run the demo's own flags only: the user's ``BEATWATCH_*``
 settings for ``produce`` and ``detect`` (a ``BEATWATCH_LIMIT``, another alerts
 topic, TLS/SASL) are not passed on, since the demo reads its topics itself over
-PLAINTEXT and expects every test row scored.
+PLAINTEXT and expects every test row scored (:func:`beatwatch.processes.child`).
 """
 
 from __future__ import annotations
@@ -38,13 +38,10 @@ from beatwatch.data import Dataset
 from beatwatch.errors import ArtifactError, ConfigError, DataError
 from beatwatch.kafka import KafkaSettings, ensure_topics
 from beatwatch.processes import child, wait_ready
-from beatwatch.settings import ENV_PREFIX, add_option, positive_float, positive_int
+from beatwatch.settings import add_option, positive_float, positive_int
 from beatwatch.tail import Deduplicator, iter_alerts
 
 BEATS, ALERTS, DLQ = "ecg-beats", "ecg-alerts", "ecg-beats-dlq"
-# The only BEATWATCH_* variable the children inherit: where ECG5000 is cached,
-# so that the producer replays the very file the demo loaded.
-INHERITED_SETTINGS = frozenset({"BEATWATCH_CACHE_DIR"})
 # Once the producer has exited, how long scoring may make no progress before
 # the demo gives up instead of waiting for beats that will never come.
 STALL_S = 15.0
@@ -247,26 +244,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-@contextlib.contextmanager
-def user_settings_hidden() -> Iterator[None]:
-    """Hide the user's ``BEATWATCH_*`` variables (but ``INHERITED_SETTINGS``) meanwhile.
-
-    The children inherit this process's environment (:func:`beatwatch.processes.child`),
-    where a ``BEATWATCH_LIMIT`` or ``BEATWATCH_ALERTS_TOPIC`` meant for
-    ``produce`` or ``detect`` would change what the demo runs; its own options
-    were parsed already, and it passes them to the children as flags.
-    """
-    hidden = {
-        name: os.environ.pop(name)
-        for name in list(os.environ)
-        if name.startswith(ENV_PREFIX) and name not in INHERITED_SETTINGS
-    }
-    try:
-        yield
-    finally:
-        os.environ.update(hidden)
-
-
 @dataclass
 class StallWatch:
     """Notices that scoring stopped short after the producer exited.
@@ -320,7 +297,6 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     alerts = LiveAlerts()
     with contextlib.ExitStack() as stack:
-        stack.enter_context(user_settings_hidden())
         if external:
             bootstrap = external
         else:

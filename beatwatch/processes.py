@@ -20,14 +20,37 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from beatwatch.errors import ConfigError
+from beatwatch.settings import ENV_PREFIX
+
+# The one BEATWATCH_* variable children inherit: where ECG5000 is cached, so
+# that a child replays the very file its parent loaded.
+INHERITED_SETTINGS = frozenset({"BEATWATCH_CACHE_DIR"})
+
+
+def child_environment() -> dict[str, str]:
+    """This process's environment without the user's other ``BEATWATCH_*`` settings.
+
+    demo and bench hand their children every setting as a flag; an inherited
+    ``BEATWATCH_LIMIT`` or ``BEATWATCH_ALERTS_TOPIC`` meant for ``produce`` or
+    ``detect`` would change what they measure (the demo waited forever for
+    beats a limited producer never sent).
+    """
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(ENV_PREFIX) or name in INHERITED_SETTINGS
+    }
 
 
 @contextlib.contextmanager
 def child(command: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a child process; on exit SIGTERM it (finish the batch), then SIGKILL if stuck."""
+    """Run a child process; on exit SIGTERM it (finish the batch), then SIGKILL if stuck.
+
+    It runs with :func:`child_environment`: its flags are its only settings.
+    """
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # fmt: skip
+                                   env=child_environment(), start_new_session=True)  # fmt: skip
         try:
             yield process
         finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from beatwatch.artifact import SHIPPED_MODEL_DIR
+from beatwatch.broker import free_port
 from beatwatch.demo import StallWatch
 
 BEATWATCH = [sys.executable, "-m", "beatwatch.cli"]
@@ -138,10 +139,3 @@ def test_broker_fails_at_once_with_tansus_reason_for_a_bad_storage_url() -> None
     assert len(line) < 400  # one trimmed line, not tansu's whole output
     # Not the 20 s start timeout: tansu exits at once.
     assert time.monotonic() - started < 10
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
