@@ -25,10 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("trainer.evaluate_cli", "recompute a saved artifact's metrics on its test rows"),
     "produce": ("producer.cli", "replay beats onto the beats topic"),
     "detect": ("detector.cli", "score beats from the beats topic and publish alerts"),
-    "alerts": ("beatwatch.tail", "tail the alerts topic"),
-    "broker": ("beatwatch.broker", "run the embedded Kafka-compatible broker"),
-    "demo": ("beatwatch.demo", "broker + detector + producer + live view, then a summary"),
-    "bench": ("beatwatch.bench", "measure throughput and latency side by side"),
+    "alerts": ("beatwatch.tools.alerts", "tail the alerts topic"),
+    "broker": ("beatwatch.tools.broker", "run the embedded Kafka-compatible broker"),
+    "demo": ("beatwatch.tools.demo", "broker + detector + producer + live view, then a summary"),
+    "bench": ("beatwatch.tools.bench", "measure throughput and latency side by side"),
 }
 
 EXIT_ERROR = 2

@@ -30,9 +30,9 @@ import orjson
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from beatwatch import promtext
-from beatwatch.broker import free_port
 from beatwatch.kafka import KafkaSettings
+from beatwatch.tools import promtext
+from beatwatch.tools.broker import free_port
 from detector.service import Detector, DetectorSettings
 from producer.service import ProducerSettings, ProducerStats
 from producer.service import run as produce

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from beatwatch.broker import EmbeddedBroker, free_port, wait_for_port
 from beatwatch.kafka import KafkaSettings
+from beatwatch.tools.broker import EmbeddedBroker, free_port, wait_for_port
 from beatwatch.wire import decode
 from tests.faults.support import (
     Accounting,

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from beatwatch import promtext
 from beatwatch.exposition import MetricsServer
+from beatwatch.tools import promtext
 from producer.service import run as produce
 from tests.faults.support import (
     Accounting,

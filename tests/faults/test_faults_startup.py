@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from beatwatch.broker import EmbeddedBroker, free_port
 from beatwatch.data import sha256_bytes
 from beatwatch.kafka import KafkaSettings
+from beatwatch.tools.broker import EmbeddedBroker, free_port
 from producer.service import run as produce
 from tests.faults.support import (
     Accounting,

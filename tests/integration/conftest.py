@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from beatwatch.broker import EmbeddedBroker
+from beatwatch.tools.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from beatwatch import promtext
-from beatwatch.broker import free_port
 from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.tools import promtext
+from beatwatch.tools.broker import free_port
 from detector.service import DetectorSettings, run
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -20,9 +20,9 @@ import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
-from beatwatch.broker import free_port
 from beatwatch.cli import build_parser
 from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.tools.broker import free_port
 
 pytestmark = pytest.mark.integration
 

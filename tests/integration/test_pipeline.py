@@ -11,10 +11,10 @@ import pytest
 from jsonschema import Draft202012Validator
 from kafka import KafkaProducer
 
-from beatwatch import promtext
 from beatwatch.artifact import load_artifact
 from beatwatch.data import load_ecg5000
 from beatwatch.kafka import KafkaSettings
+from beatwatch.tools import promtext
 from beatwatch.wire import BINARY_CONTENT_TYPE, BINARY_PREFIX
 from detector.batch import DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
 from producer.service import ProducerSettings

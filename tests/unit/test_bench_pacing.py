@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from beatwatch.bench import COARSE_SCRAPE_S, FINE_SCRAPE_S, next_scrape_s
+from beatwatch.tools.bench import COARSE_SCRAPE_S, FINE_SCRAPE_S, next_scrape_s
 
 
 def test_scrapes_are_fine_until_the_clock_starts() -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from beatwatch.artifact import SHIPPED_MODEL_DIR
-from beatwatch.broker import free_port
-from beatwatch.demo import StallWatch
+from beatwatch.tools.broker import free_port
+from beatwatch.tools.demo import StallWatch
 
 BEATWATCH = [sys.executable, "-m", "beatwatch.cli"]
 

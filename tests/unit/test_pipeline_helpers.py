@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from prometheus_client import generate_latest
 
-from beatwatch import promtext
 from beatwatch.alert import explain, explain_batch
 from beatwatch.errors import ConfigError
 from beatwatch.kafka import KafkaSettings
 from beatwatch.metrics import DetectorMetrics
 from beatwatch.settings import add_option, positive_float
-from beatwatch.tail import Deduplicator
+from beatwatch.tools import promtext
+from beatwatch.tools.alerts import Deduplicator
 from detector.service import DetectorSettings
 from producer.pacing import Pacer
 from producer.source import parse_row_ranges, stream_id

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from beatwatch.bench import machine_share
-from beatwatch.processes import cpu_and_waits, parse_schedstat, waited_ns
+from beatwatch.tools.bench import machine_share
+from beatwatch.tools.processes import cpu_and_waits, parse_schedstat, waited_ns
 
 SCHEDSTAT = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat").exists()
 

@@ -41,13 +41,13 @@ from typing import Any
 
 import numpy as np
 
-from beatwatch import promtext
 from beatwatch.artifact import SHIPPED_MODEL_DIR
-from beatwatch.broker import EmbeddedBroker, free_port
 from beatwatch.errors import ConfigError
 from beatwatch.kafka import FETCH_MAX_WAIT_MS, KafkaSettings, ensure_topics
-from beatwatch.processes import child, cpu_and_waits, wait_ready, waited_ns
 from beatwatch.settings import add_flag, add_option
+from beatwatch.tools import promtext
+from beatwatch.tools.broker import EmbeddedBroker, free_port
+from beatwatch.tools.processes import child, cpu_and_waits, wait_ready, waited_ns
 
 PARTITIONS = 4
 DONE_LINE = re.compile(r"done: (\d+) beats in ([\d.]+) s")
@@ -448,7 +448,7 @@ class Bench:
         self, topic: str, stop: threading.Event, delays_ms: list[tuple[float, float]]
     ) -> None:
         """For every alert read from ``topic`` until ``stop``, note where its delay went."""
-        from beatwatch.tail import iter_alerts
+        from beatwatch.tools.alerts import iter_alerts
 
         for alert in iter_alerts(self.kafka, topic, stop):
             detected_ms = alert["detected_ts_ms"]

@@ -11,7 +11,7 @@ Ctrl-C or SIGTERM at any moment stops them in order and leaves nothing behind.
 The children run the demo's own flags only: the user's ``BEATWATCH_*``
 settings for ``produce`` and ``detect`` (a ``BEATWATCH_LIMIT``, another alerts
 topic, TLS/SASL) are not passed on, since the demo reads its topics itself over
-PLAINTEXT and expects every test row scored (:func:`beatwatch.processes.child`).
+PLAINTEXT and expects every test row scored (:func:`beatwatch.tools.processes.child`).
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from beatwatch import promtext
 from beatwatch.artifact import CONFIG_FILE, SHIPPED_MODEL_DIR, Artifact, load_artifact
-from beatwatch.broker import EmbeddedBroker, free_port
 from beatwatch.data import Dataset
 from beatwatch.errors import ArtifactError, ConfigError, DataError
 from beatwatch.kafka import KafkaSettings, ensure_topics
-from beatwatch.processes import child, wait_ready
 from beatwatch.settings import add_option, positive_float, positive_int
-from beatwatch.tail import Deduplicator, iter_alerts
+from beatwatch.tools import promtext
+from beatwatch.tools.alerts import Deduplicator, iter_alerts
+from beatwatch.tools.broker import EmbeddedBroker, free_port
+from beatwatch.tools.processes import child, wait_ready
 
 BEATS, ALERTS, DLQ = "ecg-beats", "ecg-alerts", "ecg-beats-dlq"
 # Once the producer has exited, how long scoring may make no progress before
