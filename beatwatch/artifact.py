@@ -29,6 +29,7 @@ import numpy as np
 from beatwatch.data import sha256_bytes
 from beatwatch.errors import ArtifactError
 from beatwatch.scoring import LOSSES, MinMax, Scorer
+from beatwatch.tensorflow_runtime import import_tensorflow
 
 FORMAT_VERSION = 1
 # The model shipped in the repository: the default of detect, evaluate and demo,
@@ -83,6 +84,7 @@ class Artifact:
     def keras_model(self) -> Any:
         """Load the Keras model with ``safe_mode=True`` (once)."""
         if self._model is None:
+            import_tensorflow()
             import keras
 
             try:

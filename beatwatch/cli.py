@@ -80,6 +80,8 @@ def configure_logging(level: str) -> None:
     logging.getLogger("kafka").setLevel(logging.INFO if debug else logging.WARNING)
     logging.getLogger("kafka.net").setLevel(logging.INFO if debug else logging.CRITICAL)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # A fresh machine's first Keras import builds matplotlib's font cache and says so.
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

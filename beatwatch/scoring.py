@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from beatwatch.tensorflow_runtime import import_tensorflow
+
 log = logging.getLogger(__name__)
 
 LOSSES = ("mse", "msle", "mae")
@@ -136,6 +138,7 @@ def set_scoring_threads(threads: int) -> None:
     """
     if threads <= 0:
         return
+    import_tensorflow()
     import tensorflow as tf
 
     try:
@@ -170,6 +173,7 @@ class Scorer:
             threshold: alert when ``score > threshold``.
             calibration_errors: normal held-out errors for p-values, or None.
         """
+        import_tensorflow()
         import tensorflow as tf
 
         if loss not in LOSSES:

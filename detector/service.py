@@ -200,9 +200,10 @@ class Detector:
 
         self.settings = settings
         self.metrics = DetectorMetrics(registry)
-        set_scoring_threads(settings.scoring_threads)
-        # Refuse a bad artifact before touching Kafka: one clear line, non-zero exit.
+        # Refuse a bad artifact before touching Kafka or importing TensorFlow:
+        # one clear line, non-zero exit, in well under a second.
         artifact = load_artifact(settings.model_dir)
+        set_scoring_threads(settings.scoring_threads)
         self.scorer = artifact.scorer()
         self.model = ModelContext(
             input_length=artifact.input_length,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from beatwatch.tensorflow_runtime import import_tensorflow
 from trainer.presets import TrainConfig, build_model
 
 log = logging.getLogger(__name__)
@@ -32,17 +32,6 @@ class FitResult:
     epochs_run: int
     best_epoch: int
     seconds: float
-
-
-def import_tensorflow() -> None:
-    """Import TensorFlow and Keras, with TensorFlow's C++ log lines off."""
-    # Those lines would bury the progress lines; Python exceptions still
-    # surface. Two lines escape it, printed by absl before the setting is read:
-    # "WARNING: All log messages before absl::InitializeLog()..." and the
-    # harmless "NodeDef mentions attribute use_unbounded_threadpool" error.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras  # noqa: F401
-    import tensorflow  # noqa: F401
 
 
 def seed_everything(seed: int) -> None:

@@ -12,8 +12,9 @@ import numpy as np
 from beatwatch.data import Dataset
 from beatwatch.errors import ConfigError, DataError
 from beatwatch.scoring import MinMax, Scorer
+from beatwatch.tensorflow_runtime import import_tensorflow
 from trainer.calibrate import calibration_stats, check_rule, threshold_for
-from trainer.fit import FitResult, fit, import_tensorflow
+from trainer.fit import FitResult, fit
 from trainer.metrics import detection_metrics
 from trainer.presets import TrainConfig
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from beatwatch.tensorflow_runtime import import_tensorflow
+
 THRESHOLD_RULES = ("mean+k*std", "percentile", "fpr")
 
 
@@ -108,6 +110,7 @@ def build_model(config: TrainConfig, input_length: int) -> Any:
     Plain ``Dense`` layers in a ``Sequential`` model, so it saves in the native
     format and loads with ``safe_mode=True``.
     """
+    import_tensorflow()
     import keras
 
     layers: list[Any] = [keras.Input(shape=(input_length,), name="beat")]

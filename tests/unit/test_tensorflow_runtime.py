@@ -1,0 +1,82 @@
+"""The TensorFlow banner filter (pure) and quiet, fast-failing commands (child processes).
+
+The child-process tests pin issue 16's promise on every CPU: on an x86-64 CPU
+TensorFlow 2.21 prints absl's preamble and a oneDNN INFO line on import,
+whatever ``TF_CPP_MIN_LOG_LEVEL`` says, so a command that loads a model must
+route the import through :func:`beatwatch.tensorflow_runtime.import_tensorflow`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from beatwatch.artifact import SHIPPED_MODEL_DIR
+from beatwatch.tensorflow_runtime import is_banner_line, without_banner
+
+BANNER = (
+    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    b"I0000 00:00:1796659571.559053   14773 port.cc:153] oneDNN custom operations are on. "
+    b"You may see slightly different numerical results.\n"
+)
+ERROR_LINE = b"E0000 00:00:1796659571.559053   14773 graph.cc:10] something real broke\n"
+
+
+def test_banner_lines_are_recognised() -> None:
+    for line in BANNER.splitlines():
+        assert is_banner_line(line)
+    assert not is_banner_line(ERROR_LINE)
+    assert not is_banner_line(b"beatwatch detect: error: no artifact directory at /x")
+
+
+def test_without_banner_keeps_everything_else_in_order() -> None:
+    captured = b"first\n" + BANNER + ERROR_LINE + b"W0000 warning kept\nlast"
+    assert without_banner(captured) == b"first\n" + ERROR_LINE + b"W0000 warning kept\nlast"
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "BEATWATCH_"))}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_loading_and_scoring_a_model_writes_nothing_to_stderr() -> None:
+    result = _run(
+        f"""
+        import numpy as np
+        from beatwatch.artifact import load_artifact
+        artifact = load_artifact({str(SHIPPED_MODEL_DIR)!r})
+        scores, _ = artifact.scorer().score(np.zeros((4, artifact.input_length), np.float32))
+        print(len(scores))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "4"
+    assert result.stderr == ""
+
+
+@pytest.mark.slow
+def test_a_missing_model_is_one_line_before_tensorflow_loads() -> None:
+    result = _run(
+        """
+        import sys
+        from beatwatch.cli import main
+        code = main(["detect", "--model", "/nonexistent", "--metrics-port", "-1"])
+        print(code, "tensorflow" in sys.modules)
+        """
+    )
+    assert result.stdout.split() == ["2", "False"]
+    assert result.stderr.splitlines() == [
+        "beatwatch detect: error: no artifact directory at /nonexistent"
+    ]
