@@ -9,10 +9,19 @@ and range) so that ``beatwatch detect`` refuses a bad artifact in
 milliseconds with one clear line; the Keras model itself is loaded
 (``safe_mode=True``) only when :meth:`Artifact.scorer` or
 :meth:`Artifact.keras_model` is called.
+
+``model_version`` is ``<name>-<first 12 hex of content_sha256>``, a digest of
+what the model computes: the architecture, the weights' values and every
+``artifact.json`` field that changes scoring (preprocessing, loss, threshold,
+calibration, regions, segmentation, ...). The ``.keras`` file's own bytes carry
+its save time, so its sha256 (``model_sha256``, the integrity check) differs
+between two identical trainings; the version, and so every alert id, does not.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -46,6 +55,26 @@ REQUIRED_KEYS = (
     "threshold",
     "model_sha256",
 )
+# Fields of artifact.json that describe how a model was made, not what it computes:
+# they stay out of content_sha256 (a training's date or wall time must not change the
+# version). Every other field is part of the version, so a new field that changes
+# scoring changes the version without being listed anywhere.
+DESCRIPTIVE_KEYS = frozenset(
+    {
+        "format_version",
+        "model_version",
+        "model_sha256",
+        "content_sha256",
+        "name",
+        "command",
+        "command_line",
+        "package_version",
+        "created_at",
+        "data",
+        "training",
+        "evaluation",
+    }
+)
 # Landmarks of the mean normal ECG5000 beat (end exclusive), used to explain alerts.
 ECG5000_REGIONS: list[dict[str, Any]] = [
     {"name": "QRS", "start": 0, "end": 15},
@@ -68,7 +97,8 @@ class Artifact:
         config: the parsed ``artifact.json``.
         input_length: samples per beat.
         threshold: alert when ``score > threshold``.
-        model_version: ``<name>-<first 12 hex of the model sha256>``.
+        model_version: ``<name>-<first 12 hex of content_sha256>`` (older
+            artifacts without ``content_sha256``: of the model file's sha256).
         regions: named sample ranges ``{"name", "start", "end"}`` (end exclusive).
     """
 
@@ -220,6 +250,19 @@ def load_artifact(path: str | Path) -> Artifact:
         raise ArtifactError(f"{config_file}: threshold.value must be finite, got {threshold!r}")
     _check_calibration(config_file, config.get("calibration", {}))
     regions = _checked_regions(config_file, config.get("regions", []), length)
+    # Last: each field's own check above says more than a digest mismatch would.
+    content = config.get("content_sha256")
+    if content is not None:
+        if content != content_sha256(model_file, config):
+            raise ArtifactError(
+                f"{config_file}: content checksum mismatch (a scoring field or the model "
+                "changed after saving)"
+            )
+        if not str(config["model_version"]).endswith(f"-{str(content)[:12]}"):
+            raise ArtifactError(
+                f"{config_file}: model_version {config['model_version']!r} does not end with "
+                f"its content checksum {str(content)[:12]}"
+            )
     return Artifact(
         path=root,
         config=config,
@@ -228,6 +271,83 @@ def load_artifact(path: str | Path) -> Artifact:
         model_version=str(config["model_version"]),
         regions=regions,
     )
+
+
+def content_sha256(model_file: Path, config: dict[str, Any]) -> str:
+    """The sha256 of what a model computes, independent of when it was saved.
+
+    Covers the Keras architecture (``config.json`` inside the ``.keras`` zip),
+    every weight array (path, dtype, shape and bytes, read with h5py; no
+    TensorFlow) and the fields of ``config`` outside :data:`DESCRIPTIVE_KEYS`,
+    all serialised as canonical JSON.
+
+    Args:
+        model_file: the ``.keras`` file.
+        config: ``artifact.json`` (descriptive fields are ignored).
+
+    Raises:
+        ArtifactError: the file is not a readable ``.keras`` zip with weights.
+    """
+    import h5py  # type: ignore[import-untyped]  # comes with Keras
+
+    try:
+        with zipfile.ZipFile(model_file) as archive:
+            architecture = json.loads(archive.read("config.json"))
+            weights_bytes = archive.read("model.weights.h5")
+        weights: list[list[Any]] = []
+        with h5py.File(io.BytesIO(weights_bytes), "r") as weights_file:
+
+            def visit(path: str, node: Any) -> None:
+                if isinstance(node, h5py.Dataset):
+                    values = np.ascontiguousarray(node[()])
+                    digest = hashlib.sha256(values.tobytes()).hexdigest()
+                    weights.append([path, values.dtype.str, list(values.shape), digest])
+
+            weights_file.visititems(visit)  # in name order: deterministic
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise ArtifactError(f"{model_file}: not a readable .keras file ({exc})") from None
+    scoring = {key: value for key, value in config.items() if key not in DESCRIPTIVE_KEYS}
+    whole = {"architecture": _without_names(architecture), "weights": sorted(weights)}
+    canonical = json.dumps(
+        {**whole, "scoring": scoring},
+        sort_keys=True,
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _without_names(architecture: Any) -> Any:
+    """``architecture`` with the model's and its layers' names replaced by their position.
+
+    Keras numbers unnamed layers per process (``dense``, ``dense_1``, ...), so the
+    same model built twice in one process has other names; names compute nothing.
+    Every string equal to a name (connections between layers name them too) is
+    replaced by ``#<position>`` in order of appearance.
+    """
+    names: dict[str, str] = {}
+
+    def collect(node: Any) -> None:
+        if not isinstance(node, dict) or not isinstance(node.get("config"), dict):
+            return
+        layer = node["config"]
+        if isinstance(layer.get("name"), str):
+            names.setdefault(layer["name"], f"#{len(names)}")
+        for child in layer.get("layers") or []:  # a model: its layers, nested models too
+            collect(child)
+
+    collect(architecture)
+
+    def rename(node: Any) -> Any:
+        if isinstance(node, str):
+            return names.get(node, node)
+        if isinstance(node, dict):
+            return {key: rename(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [rename(value) for value in node]
+        return node
+
+    return rename(architecture)
 
 
 def _is_number(value: Any) -> bool:
@@ -415,7 +535,8 @@ def _move_into_place(staging: Path, target: Path) -> None:
 def save_artifact(target: str | Path, model: Any, config: dict[str, Any], name: str) -> Artifact:
     """Write ``model`` and ``config`` as an artifact directory, atomically.
 
-    Fills in ``format_version``, ``model_sha256``, ``model_version`` and
+    Fills in ``format_version``, ``model_sha256``, ``content_sha256``,
+    ``model_version`` (from ``content_sha256``: see :func:`content_sha256`) and
     ``input_length``; an existing artifact at ``target`` is replaced, anything
     else there is refused (see :func:`check_artifact_target`). NaN and
     infinite floats anywhere in ``config`` (an undefined metric, say) are
@@ -446,11 +567,14 @@ def save_artifact(target: str | Path, model: Any, config: dict[str, Any], name: 
         digest = sha256_bytes((staging / MODEL_FILE).read_bytes())
         full = {
             "format_version": FORMAT_VERSION,
-            "model_version": f"{name}-{digest[:12]}",
+            "model_version": "",
             "input_length": int(model.input_shape[-1]),
             **config,
             "model_sha256": digest,
         }
+        content = content_sha256(staging / MODEL_FILE, full)
+        full["model_version"] = f"{name}-{content[:12]}"
+        full["content_sha256"] = content
         # allow_nan=False: a non-finite value that slipped past _finite_or_null
         # fails here instead of writing a bare NaN.
         text = json.dumps(full, indent=1, allow_nan=False)

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 from beatwatch.artifact import (
     ECG5000_REGIONS,
     check_artifact_target,
+    content_sha256,
     load_artifact,
     save_artifact,
 )
@@ -79,8 +81,9 @@ def edit_json(path: Path, **changes: Any) -> None:
 
 def test_round_trip_scores_match_reference(saved: Path, beats: np.ndarray) -> None:
     artifact = load_artifact(saved)
-    digest = sha256_bytes((saved / "model.keras").read_bytes())
+    digest = content_sha256(saved / "model.keras", artifact.config)
     assert artifact.model_version == f"tiny-{digest[:12]}"
+    assert artifact.config["content_sha256"] == digest
     assert artifact.input_length == LENGTH and artifact.threshold == 0.05
     assert artifact.regions == [{"name": "all", "start": 0, "end": LENGTH}]
     scorer = artifact.scorer()
@@ -118,6 +121,49 @@ def test_save_replaces_existing_artifact(saved: Path, tmp_path: Path, beats: np.
     assert load_artifact(target).model_version.startswith("other-")
     assert before.startswith("tiny-")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]  # no temp dirs left
+
+
+def test_version_is_what_the_model_computes_not_when_it_was_saved(
+    saved: Path, tmp_path: Path, beats: np.ndarray
+) -> None:
+    first = load_artifact(saved)
+    time.sleep(1.1)  # metadata.json in the .keras zip records the save time to the second
+    config = {**record(MinMax.fit(beats, "global")), "created_at": "another day"}
+    again = save_artifact(tmp_path / "again", tiny_model(), config, "tiny")
+    assert again.config["model_sha256"] != first.config["model_sha256"]  # the file differs
+    assert again.model_version == first.model_version  # what it computes does not
+    # A scoring field, or a weight, is part of the version.
+    config["threshold"] = {**config["threshold"], "value": 0.06}
+    other_threshold = save_artifact(tmp_path / "threshold", tiny_model(), config, "tiny")
+    assert other_threshold.model_version != first.model_version
+    model = tiny_model()
+    model.set_weights([w + 1e-3 for w in model.get_weights()])
+    other_weights = save_artifact(tmp_path / "weights", model, record(MinMax.fit(beats, "global")),
+                                  "tiny")  # fmt: skip
+    assert other_weights.model_version != first.model_version
+
+
+def test_refuses_scoring_field_edited_after_saving(saved: Path, tmp_path: Path) -> None:
+    target = copy_of(saved, tmp_path)
+    config = json.loads((target / "artifact.json").read_text())
+    edit_json(target, threshold={**config["threshold"], "value": 0.5})
+    with pytest.raises(ArtifactError, match="content checksum mismatch"):
+        load_artifact(target)
+    edit_json(target, threshold=config["threshold"], model_version="tiny-000000000000")
+    with pytest.raises(ArtifactError, match="does not end with its content checksum"):
+        load_artifact(target)
+    # Descriptive fields are free to change.
+    edit_json(target, model_version=config["model_version"], created_at="x", evaluation={})
+    assert load_artifact(target).model_version == config["model_version"]
+
+
+def test_loads_an_artifact_from_before_content_checksums(saved: Path, tmp_path: Path) -> None:
+    target = copy_of(saved, tmp_path)
+    config = json.loads((target / "artifact.json").read_text())
+    del config["content_sha256"]
+    config["model_version"] = "tiny-" + config["model_sha256"][:12]
+    (target / "artifact.json").write_text(json.dumps(config))
+    assert load_artifact(target).model_version == config["model_version"]
 
 
 def test_load_does_not_import_tensorflow(saved: Path) -> None:
@@ -241,6 +287,7 @@ def test_accepts_constant_feature_and_no_calibration(saved: Path, tmp_path: Path
     edit_json(target, preprocessing=minmax([0.0] * 8, [1.0] * 7 + [0.0]), calibration={})
     config = json.loads((target / "artifact.json").read_text())
     del config["regions"]
+    del config["content_sha256"]  # edited by hand: only the old checks apply
     (target / "artifact.json").write_text(json.dumps(config))
     artifact = load_artifact(target)
     assert artifact.regions == [] and artifact.threshold == 0.05
