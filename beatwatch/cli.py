@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "broker": ("beatwatch.tools.broker", "run the embedded Kafka-compatible broker"),
     "demo": ("beatwatch.tools.demo", "broker + detector + producer + live view, then a summary"),
     "bench": ("beatwatch.tools.bench", "measure throughput and latency side by side"),
+    "console": ("beatwatch.tools.console", "a live web page of alerts, with the beats behind them"),
 }
 
 EXIT_ERROR = 2
