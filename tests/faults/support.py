@@ -30,6 +30,7 @@ import orjson
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from beatwatch.artifact import content_sha256
 from beatwatch.kafka import KafkaSettings
 from beatwatch.tools import promtext
 from beatwatch.tools.broker import free_port
@@ -53,6 +54,10 @@ def all_alert_artifact(target: Path, source: Path = MODEL_DIR) -> Path:
     shutil.copytree(source, target)
     config = json.loads((target / "artifact.json").read_text())
     config["threshold"]["value"] = ALL_ALERT_THRESHOLD
+    # The threshold is part of what the model computes: a new content checksum and version.
+    content = content_sha256(target / "model.keras", config)
+    config["content_sha256"] = content
+    config["model_version"] = f"all-alert-{content[:12]}"
     (target / "artifact.json").write_text(json.dumps(config))
     return target
 
@@ -123,6 +128,8 @@ class DetectorProcess:
         *extra_args: str,
     ) -> None:
         self.metrics_port = free_port()
+        # Where the test reaches /metrics; a namespaced detector listens elsewhere.
+        self.metrics_address = "127.0.0.1"
         self.log_path = log_path
         self.args = [
             sys.executable, "-m", "detector",
@@ -154,7 +161,7 @@ class DetectorProcess:
         """HTTP status of ``path`` on the metrics port; 0 when nothing answers."""
         try:
             with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}{path}", timeout=2
+                f"http://{self.metrics_address}:{self.metrics_port}{path}", timeout=2
             ) as response:
                 return int(response.status)
         except urllib.error.HTTPError as exc:
@@ -163,7 +170,7 @@ class DetectorProcess:
             return 0
 
     def samples(self) -> promtext.Samples:
-        return promtext.scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        return promtext.scrape(f"http://{self.metrics_address}:{self.metrics_port}/metrics")
 
     def value(self, name: str, **labels: str) -> float:
         """A metric of the live process; 0.0 while its endpoint does not answer yet."""
