@@ -63,7 +63,7 @@ def test_binary_without_label_marks_it_255():
 @pytest.mark.parametrize(
     ("prefix", "reason"),
     [
-        ((1, 1, 1, 2, 0), "schema"),  # unknown version
+        ((1, 1, 1, 3, 0), "schema"),  # unknown version
         ((1, 1, 7, 1, 0), "schema"),  # label not 0, 1 or 255
         ((2**63, 1, 1, 1, 0), "schema"),  # seq beyond int64
     ],
