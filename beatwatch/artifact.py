@@ -21,6 +21,7 @@ between two identical trainings; the version, and so every alert id, does not.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import io
 import json
 import math
@@ -41,9 +42,11 @@ from beatwatch.scoring import LOSSES, MinMax, Scorer
 from beatwatch.tensorflow_runtime import import_tensorflow
 
 FORMAT_VERSION = 1
-# The model shipped in the repository: the default of detect, evaluate and demo,
+# The model shipped with the package (the repository's models/, installed as the
+# package data beatwatch.models): the default of detect, evaluate and demo,
 # whatever the working directory.
-SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "ecg5000"
+SHIPPED_MODELS_DIR = Path(str(importlib.resources.files("beatwatch.models")))
+SHIPPED_MODEL_DIR = SHIPPED_MODELS_DIR / "ecg5000"
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "artifact.json"
 REQUIRED_KEYS = (
