@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import HistogramMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
+from beatwatch.drift import DEFAULT_WINDOW_BEATS, ScoreDrift, ScoreDriftCollector
+
 # Reconstruction error is recorded as a ratio to the model's threshold, so the
 # buckets fit every model and 1.0 is the alert line.
 ERROR_RATIO_BUCKETS = (
@@ -74,6 +76,10 @@ SCORING_BUCKETS_SECONDS = (
     0.5,
     1.0,
 )
+# Why a new model version was refused (labels of beatwatch_model_refusals_total):
+# CURRENT unreadable or malformed, artifact checks failed, another beat length
+# than the running model, Keras could not load or run it.
+MODEL_REFUSAL_REASONS = ("pointer", "artifact", "input_length", "load")
 BATCH_BUCKETS_BEATS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000)
 
 
@@ -166,7 +172,9 @@ class CalibrationSummary(Collector):
 class DetectorMetrics:
     """Everything the detector exports."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, drift_window_beats: int = DEFAULT_WINDOW_BEATS
+    ) -> None:
         self.beats_consumed = Counter(
             "beatwatch_beats_consumed_total",
             "Messages read from the beats topic, valid or not.",
@@ -263,6 +271,22 @@ class DetectorMetrics:
             registry,
         )
         self.model = Info("beatwatch_model", "The loaded model artifact.", registry=registry)
+        self.model_switches = Counter(
+            "beatwatch_model_switches_total",
+            "Switches to a new model version without a restart (between two batches).",
+            registry=registry,
+        )
+        self.model_refusals = Counter(
+            "beatwatch_model_refusals_total",
+            "New model versions refused, by reason (pointer, artifact, input_length, load);"
+            " the running model stays.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in MODEL_REFUSAL_REASONS:
+            self.model_refusals.labels(reason)
+        self.score_drift = ScoreDrift(drift_window_beats)
+        ScoreDriftCollector(self.score_drift, registry)
 
 
 class ProducerMetrics:
