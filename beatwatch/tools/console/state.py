@@ -8,6 +8,7 @@ row, not the whole message), ``max_errors`` unreadable messages.
 
 from __future__ import annotations
 
+import heapq
 import math
 import threading
 import time
@@ -76,6 +77,7 @@ class IncidentEvent:
     event: str
     incident_id: str
     severity: str | None
+    ts_ms: int | None
 
 
 def _field(body: dict[str, Any], name: str, kinds: tuple[type, ...], optional: bool = False) -> Any:
@@ -156,8 +158,13 @@ def parse_incident(value: bytes | None) -> IncidentEvent:
     if not isinstance(incident_id, str) or not incident_id:
         raise BadMessage("field 'incident_id' missing or not a string")
     severity = body.get("severity")
+    ts_ms = body.get("event_ts_ms")
     return IncidentEvent(
-        stream, str(event), incident_id, str(severity)[:32] if severity is not None else None
+        stream,
+        str(event),
+        incident_id,
+        str(severity)[:32] if severity is not None else None,
+        ts_ms if isinstance(ts_ms, int) and not isinstance(ts_ms, bool) else None,
     )
 
 
@@ -168,6 +175,7 @@ class StreamState:
     alerts: deque[AlertRow]
     total: int = 0
     last_s: float = 0.0
+    last_ts_ms: int = 0
     last_alert_s: float = 0.0
     version: int = 0
     open_incidents: dict[str, str | None] = field(default_factory=dict)
@@ -248,6 +256,7 @@ class Store:
             state.alerts.append(row)
             state.total += 1
             state.last_alert_s = state.last_s
+            state.last_ts_ms = max(state.last_ts_ms, row.ts_ms)
             self.alerts_total += 1
             self._bump()
             return True
@@ -256,6 +265,8 @@ class Store:
         """Open, update or close an incident of a stream."""
         with self._changed:
             state = self._touch(event.stream)
+            if event.ts_ms is not None:
+                state.last_ts_ms = max(state.last_ts_ms, event.ts_ms)
             if event.event == "close":
                 state.open_incidents.pop(event.incident_id, None)
             elif (
@@ -303,12 +314,19 @@ class Store:
         return "quiet"
 
     def snapshot(self, limit: int = 200) -> dict[str, Any]:
-        """The page's live view: the ``limit`` most recently active streams, newest first."""
+        """The page's live view: the ``limit`` newest streams (by their last event's time).
+
+        Ties, and streams whose events carry no time, go by arrival, latest first.
+        """
         with self._changed:
+            arrival = list(reversed(self._streams))
+            newest = heapq.nsmallest(
+                limit,
+                range(len(arrival)),
+                key=lambda i: (-self._streams[arrival[i]].last_ts_ms, i),
+            )
             streams: list[dict[str, Any]] = []
-            for name in reversed(self._streams):
-                if len(streams) >= limit:
-                    break
+            for name in (arrival[i] for i in newest):
                 state = self._streams[name]
                 last = state.alerts[-1] if state.alerts else None
                 streams.append({
@@ -316,7 +334,7 @@ class Store:
                     "state": self.state_of(state),
                     "alerts": state.total,
                     "version": state.version,
-                    "last_ts_ms": last.ts_ms if last else None,
+                    "last_ts_ms": state.last_ts_ms or None,
                     "last_score_ratio": last.to_json()["score_ratio"] if last else None,
                     "incidents": len(state.open_incidents),
                 })  # fmt: skip

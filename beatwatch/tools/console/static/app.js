@@ -133,6 +133,7 @@ async function loadStream(first) {
     tr.dataset.alertId = a.alert_id;
     tr.append(el("td", time(a.ts_ms)), el("td", a.seq), el("td", `${fmt(a.score)} / ${fmt(a.threshold)}`),
       el("td", fmt(a.p_value, 3)), el("td", a.summary));
+    tr.lastChild.title = a.summary;
     tr.addEventListener("click", () => selectAlert(a.alert_id));
     return tr;
   });
