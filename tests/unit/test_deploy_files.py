@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
+from beatwatch.drift import ScoreDrift
 from beatwatch.metrics import BatchHistogram, CalibrationSummary, DetectorMetrics, ProducerMetrics
 from tests.deploy_support import (
     DASHBOARD,
@@ -82,6 +83,10 @@ def _observe_once(metric: object) -> None:
         return
     if isinstance(metric, CalibrationSummary):
         metric.set_errors(np.array([0.1, 0.2, 0.4]), threshold=0.5)
+        return
+    if isinstance(metric, ScoreDrift):
+        metric.set_reference(np.array([0.1, 0.2, 0.4]))
+        metric.observe_many(np.array([0.3]))
         return
     if not isinstance(metric, Counter | Gauge | Histogram):
         return
