@@ -123,6 +123,7 @@ def test_save_replaces_existing_artifact(saved: Path, tmp_path: Path, beats: np.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]  # no temp dirs left
 
 
+@pytest.mark.tensorflow
 def test_version_is_what_the_model_computes_not_when_it_was_saved(
     saved: Path, tmp_path: Path, beats: np.ndarray
 ) -> None:
@@ -143,6 +144,7 @@ def test_version_is_what_the_model_computes_not_when_it_was_saved(
     assert other_weights.model_version != first.model_version
 
 
+@pytest.mark.tensorflow
 def test_refuses_scoring_field_edited_after_saving(saved: Path, tmp_path: Path) -> None:
     target = copy_of(saved, tmp_path)
     config = json.loads((target / "artifact.json").read_text())
@@ -157,6 +159,7 @@ def test_refuses_scoring_field_edited_after_saving(saved: Path, tmp_path: Path) 
     assert load_artifact(target).model_version == config["model_version"]
 
 
+@pytest.mark.tensorflow
 def test_loads_an_artifact_from_before_content_checksums(saved: Path, tmp_path: Path) -> None:
     target = copy_of(saved, tmp_path)
     config = json.loads((target / "artifact.json").read_text())

@@ -90,6 +90,7 @@ def test_publish_refuses(two: tuple[Path, Path], tmp_path: Path) -> None:
     assert not (tmp_path / "r2").exists()
 
 
+@pytest.mark.tensorflow
 def test_activate_refuses_another_input_length(two: tuple[Path, Path], tmp_path: Path) -> None:
     from beatwatch.artifact import save_artifact
     from beatwatch.scoring import MinMax

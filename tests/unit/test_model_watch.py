@@ -24,6 +24,8 @@ from detector.model_watch import (
 )
 from tests.unit.test_model_store import variant
 
+pytestmark = [pytest.mark.tensorflow, pytest.mark.slow]
+
 MAX_BYTES = 64 * 1024
 
 
