@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import threading
 
+from beatwatch.errors import ConfigError
 from beatwatch.kafka import BEATS_TOPIC, add_kafka_options, kafka_settings_from_args
 from beatwatch.settings import (
     INT32_MAX,
@@ -17,7 +18,7 @@ from beatwatch.settings import (
 )
 from beatwatch.signals import stop_on_signals
 from beatwatch.wire import FORMATS
-from producer.service import DEFAULT_LINGER_MS, ProducerSettings, run
+from producer.service import DEFAULT_LINGER_MS, ProducerSettings, ProducerStats, run
 from producer.source import load_source
 
 
@@ -57,12 +58,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(parser, "--first-seq", default=None, type=int_between(0, 2**53 - 1),
                help="seq of each stream's first beat (default: the run's start time in "
                     "microseconds, so that reruns never reuse a stream's seq)")  # fmt: skip
+    records = parser.add_argument_group("continuous recordings (instead of --data)")
+    records.add_argument("--record", nargs="+", default=None, metavar="PATH",
+                         help="WFDB records (path without extension) or CSV signals "
+                              "(a header row of lead names, a column per lead); one stream "
+                              "per record, beats found by the QRS detector")  # fmt: skip
+    add_option(records, "--fs-hz", default=None, type=_positive_float,
+               help="sampling rate of CSV signals")  # fmt: skip
+    add_option(records, "--speed", default=1.0, type=non_negative_float,
+               help="signal seconds replayed per second (1 = real time, 0 = as fast as "
+                    "possible)")  # fmt: skip
+    add_option(records, "--model", default=None,
+               help="artifact whose segmentation cuts the beats "
+                    "(default models/mitbih)")  # fmt: skip
+    add_flag(records, "--beats-from-annotations",
+             help="take the R peaks from the reference annotations, "
+                  "not the QRS detector")  # fmt: skip
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"must be a positive number, got {text}")
+    return value
 
 
 def main(args: argparse.Namespace) -> int:
     """Replay beats until done or Ctrl-C; exit 1 if any beat was not delivered."""
     stop = threading.Event()
     stop_on_signals(stop)
+    if args.record:
+        return _main_records(args, stop)
     source = load_source(
         args.data,
         label_column=args.label_column,
@@ -71,7 +97,12 @@ def main(args: argparse.Namespace) -> int:
         rows_from=args.rows_from,
         only_normal=args.only_normal,
     )
-    settings = ProducerSettings(
+    stats = run(_settings(args), source, stop)
+    return _report(stats)
+
+
+def _settings(args: argparse.Namespace) -> ProducerSettings:
+    return ProducerSettings(
         kafka=kafka_settings_from_args(args),
         topic=args.beats_topic,
         partitions=args.partitions,
@@ -88,7 +119,30 @@ def main(args: argparse.Namespace) -> int:
         create_topics=not args.no_create_topics,
         first_seq=args.first_seq,
     )
-    stats = run(settings, source, stop)
+
+
+def _main_records(args: argparse.Namespace, stop: threading.Event) -> int:
+    """``--record``: replay continuous recordings, one stream per record."""
+    from beatwatch.recording_beats import load_segmentation
+    from producer.record_service import RecordReplaySettings, run_records
+    from producer.record_source import load_records
+
+    for flag, value in (("--data", args.data), ("--rows", args.rows),
+                        ("--rows-from", args.rows_from)):  # fmt: skip
+        if value:
+            raise ConfigError(f"give --record or {flag}, not both")
+    if args.only_normal:
+        raise ConfigError("--only-normal replays rows of a data set, not --record")
+    seg = load_segmentation(args.model)
+    records = load_records(
+        args.record, seg, fs_hz=args.fs_hz, from_annotations=args.beats_from_annotations
+    )
+    replay = RecordReplaySettings(speed=args.speed, from_annotations=args.beats_from_annotations)
+    stats = run_records(_settings(args), replay, records, seg, stop)
+    return _report(stats)
+
+
+def _report(stats: ProducerStats) -> int:
     print(
         f"done: {stats.attempted} beats in {stats.elapsed_s:.3f} s ({stats.rate_hz:,.1f}/s), "
         f"{stats.acknowledged} acknowledged, {stats.errors} errors",

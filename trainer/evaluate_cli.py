@@ -1,8 +1,15 @@
-"""``beatwatch evaluate``: recompute a saved artifact's metrics on the test rows it records.
+"""``beatwatch evaluate``: score a saved artifact on data, its own test rows or any other.
 
-Verifies that ``--data`` is the very file the model was trained on (sha256),
-scores the recorded test rows through the artifact's own Scorer, prints the
-metrics and whether they equal those stored at training time.
+Three ways:
+- default: verifies that ``--data`` is the very file the model was trained on
+  (sha256), scores the recorded test rows through the artifact's own Scorer,
+  prints the metrics and whether they equal those stored at training time;
+- ``--all-rows``: scores every row of any labelled CSV (``--data``) and prints
+  the metrics;
+- ``--wfdb DIR [--records ...]``: annotated continuous records through the live
+  path (QRS detection, cutting, the sequential per-stream scorer), reported the
+  EC57 way (:mod:`trainer.evaluate_records`); ``--qrs-only`` evaluates the QRS
+  detection alone, without a model.
 """
 
 from __future__ import annotations
@@ -17,8 +24,8 @@ import numpy as np
 
 from beatwatch.artifact import CONFIG_FILE, SHIPPED_MODEL_DIR, Artifact, load_artifact
 from beatwatch.data import Dataset, attach_ecg5000_classes, load_csv, load_ecg5000
-from beatwatch.errors import ArtifactError, DataError
-from beatwatch.settings import add_option
+from beatwatch.errors import ArtifactError, ConfigError, DataError
+from beatwatch.settings import add_flag, add_option
 from trainer.metrics import detection_metrics
 from trainer.outputs import check_file, write_text
 
@@ -31,6 +38,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(parser, "--data", default=None, help="the CSV it was trained on; ECG5000 when unset")
     add_option(parser, "--json", default=None, help="also write the metrics to this JSON file",
                env="BEATWATCH_EVALUATE_JSON")  # fmt: skip
+    add_flag(parser, "--all-rows",
+             help="score every row of --data (any labelled CSV), "
+                  "not the recorded test rows")  # fmt: skip
+    add_option(parser, "--label-column", default=None,
+               help="with --all-rows: label column name or index "
+                    "(default: the artifact's)")  # fmt: skip
+    add_option(parser, "--normal-label", default=None, type=float,
+               help="with --all-rows: label of normal rows (default: the artifact's)")  # fmt: skip
+    records = parser.add_argument_group("annotated continuous records (EC57)")
+    add_option(records, "--wfdb", default=None,
+               help="directory of WFDB records with reference annotations (.atr)")  # fmt: skip
+    records.add_argument("--records", nargs="+", default=None, metavar="NAME",
+                         help="records in --wfdb to evaluate (default: all)")  # fmt: skip
+    add_flag(records, "--qrs-only", help="evaluate the QRS detection only (no model needed)")
+    add_flag(records, "--beats-from-annotations",
+             help="cut beats at the reference R peaks instead of the detected ones")  # fmt: skip
 
 
 def evaluate_artifact(model_dir: str | Path, dataset: Dataset) -> dict[str, Any]:
@@ -99,6 +122,16 @@ def main(args: argparse.Namespace) -> int:
     """Run ``beatwatch evaluate``; exit 1 when the metrics differ from the recorded ones."""
     if args.json:
         check_file(args.json, "--json")
+    if args.wfdb is not None:
+        from trainer.evaluate_records_cli import main_records
+
+        return main_records(args)
+    if args.records or args.qrs_only or args.beats_from_annotations:
+        raise ConfigError("--records, --qrs-only and --beats-from-annotations need --wfdb DIR")
+    if args.all_rows:
+        return _main_all_rows(args)
+    if args.label_column is not None or args.normal_label is not None:
+        raise ConfigError("--label-column and --normal-label go with --all-rows")
     artifact = load_artifact(args.model)
     recorded = artifact.config.get("evaluation", {})
     if not isinstance(recorded, dict):
@@ -134,3 +167,37 @@ def main(args: argparse.Namespace) -> int:
         write_text(Path(args.json), json.dumps(metrics, indent=1) + "\n", "--json")
     print("metrics match the artifact" if same else "metrics DIFFER from the artifact")
     return 0 if same else 1
+
+
+def _main_all_rows(args: argparse.Namespace) -> int:
+    """``--all-rows``: score every row of any labelled CSV and print the metrics."""
+    if args.data is None:
+        raise ConfigError("--all-rows needs --data CSV")
+    artifact = load_artifact(args.model)
+    data = recorded_data(artifact)
+    label_column = data.get("label_column", -1) if args.label_column is None else args.label_column
+    if isinstance(label_column, str) and label_column.lstrip("-").isdigit():
+        label_column = int(label_column)
+    normal_label = (
+        float(data.get("normal_label", 1)) if args.normal_label is None else args.normal_label
+    )
+    dataset = attach_ecg5000_classes(
+        load_csv(args.data, label_column=label_column, normal_label=normal_label)
+    )
+    if dataset.x.shape[1] != artifact.input_length:
+        raise DataError(
+            f"{args.data}: rows of {dataset.x.shape[1]} values, the model takes "
+            f"{artifact.input_length}"
+        )
+    scores, _ = artifact.scorer().score(dataset.x)
+    metrics = detection_metrics(scores, artifact.threshold, dataset.normal, dataset.classes)
+    print(f"{artifact.model_version} on {dataset.source}: all {metrics['n']} rows")
+    for key in HEADLINE:
+        print(f"{key:>16} {metrics[key]:.4f}")
+    print(f"{'confusion':>16} {json.dumps(metrics['confusion'])}")
+    for label, row in metrics.get("per_class", {}).items():
+        rate = row["detection_rate"]
+        print(f"{'class ' + label:>16} {row['name']}: alerted {rate:.3f} of {row['n']}")
+    if args.json:
+        write_text(Path(args.json), json.dumps(metrics, indent=1) + "\n", "--json")
+    return 0
