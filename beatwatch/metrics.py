@@ -287,6 +287,40 @@ class DetectorMetrics:
             self.model_refusals.labels(reason)
         self.score_drift = ScoreDrift(drift_window_beats)
         ScoreDriftCollector(self.score_drift, registry)
+        self.incidents_open = Gauge(
+            "beatwatch_incidents_open",
+            "Incidents open on the streams of this detector's partitions.",
+            registry=registry,
+        )
+        self.incident_events = Counter(
+            "beatwatch_incident_events_total",
+            "Incident events published, by kind (open, update, close).",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in ("open", "update", "close"):
+            self.incident_events.labels(kind)
+        self.state_restore_seconds = Histogram(
+            "beatwatch_state_restore_seconds",
+            "Time to rebuild one assigned partition's per-stream state from its changelog.",
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.state_streams = Gauge(
+            "beatwatch_state_streams",
+            "Streams whose state this detector holds (its partitions' streams).",
+            registry=registry,
+        )
+        self.state_changelog_records = Counter(
+            "beatwatch_state_changelog_records_total",
+            "Per-stream state records written to the changelog topic.",
+            registry=registry,
+        )
+        self.state_skipped_records = Counter(
+            "beatwatch_state_skipped_records_total",
+            "Changelog records that were not state of this format, left out of a rebuild.",
+            registry=registry,
+        )
 
 
 class ProducerMetrics:
