@@ -1,10 +1,12 @@
-"""Kafka client settings shared by every program: bootstrap servers, topics, security.
+"""Kafka client settings shared by every program: bootstrap servers, topics, security, client.
 
-One place turns command-line options into kafka-python keyword arguments, so
-producer, detector, alert tail and tests configure clients the same way, and
-one place creates topics. TLS and SASL settings are validated here at start-up
-(one clear :class:`ConfigError` line each), and secrets are kept out of reprs
-and logs: :class:`SecretRedactor` scrubs every registered secret from log lines.
+One place turns command-line options into client settings, so producer,
+detector, alert tail and tests configure clients the same way, and one place
+creates topics. The clients themselves are built by :mod:`beatwatch.clients`
+(kafka-python by default, confluent-kafka with ``--kafka-client confluent``).
+TLS and SASL settings are validated here at start-up (one clear
+:class:`ConfigError` line each), and secrets are kept out of reprs and logs:
+:class:`SecretRedactor` scrubs every registered secret from log lines.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ DLQ_TOPIC = "ecg-beats-dlq"
 # requests (raise it to 100-500 ms there). tansu on s3:// storage delivers
 # nothing with waits this short: use >= 100 ms with it.
 FETCH_MAX_WAIT_MS = 5
+# The client libraries behind the seam (beatwatch.clients): kafka-python is the
+# default and always installed; confluent-kafka (librdkafka) is the optional extra.
+KAFKA_PYTHON_CLIENT = "kafka-python"
+CONFLUENT_CLIENT = "confluent"
+KAFKA_CLIENTS = (KAFKA_PYTHON_CLIENT, CONFLUENT_CLIENT)
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # The password never travels as a flag (it would show in `ps`): environment or file only.
@@ -83,18 +90,22 @@ class KafkaSettings:
     Attributes:
         bootstrap_servers: comma-separated ``host:port`` list.
         security_protocol: one of ``SECURITY_PROTOCOLS``.
-        extra: further kafka-python client settings (TLS files, SASL).
+        extra: further client settings (TLS files, SASL) under kafka-python's
+            names; the confluent adapter maps them to librdkafka's.
+        client: the client library, one of ``KAFKA_CLIENTS``.
     """
 
     bootstrap_servers: str = DEFAULT_BOOTSTRAP
     security_protocol: str = "PLAINTEXT"
     extra: dict[str, Any] = field(default_factory=dict)
+    client: str = KAFKA_PYTHON_CLIENT
 
     def __repr__(self) -> str:
         shown = {k: REDACTED if k in SECRET_KEYS else v for k, v in self.extra.items()}
         return (
             f"KafkaSettings(bootstrap_servers={self.bootstrap_servers!r}, "
-            f"security_protocol={self.security_protocol!r}, extra={shown!r})"
+            f"security_protocol={self.security_protocol!r}, extra={shown!r}, "
+            f"client={self.client!r})"
         )
 
     __str__ = __repr__
@@ -120,6 +131,14 @@ class KafkaSettings:
 def add_kafka_options(parser: argparse.ArgumentParser) -> None:
     """Add the broker address and the TLS/SASL options (each with its ``BEATWATCH_*`` variable)."""
     group = parser.add_argument_group("kafka")
+    add_option(
+        group,
+        "--kafka-client",
+        default=KAFKA_PYTHON_CLIENT,
+        choices=KAFKA_CLIENTS,
+        help="Kafka client library: kafka-python, or confluent (librdkafka; "
+        "pip install 'beatwatch[confluent]')",
+    )
     add_option(
         group,
         "--bootstrap-servers",
@@ -168,6 +187,7 @@ def kafka_settings_from_args(args: argparse.Namespace) -> KafkaSettings:
         sasl_username=getattr(args, "sasl_username", ""),
         sasl_password_file=getattr(args, "sasl_password_file", ""),
         sasl_password=os.environ.get(SASL_PASSWORD_ENV, ""),
+        client=getattr(args, "kafka_client", KAFKA_PYTHON_CLIENT),
     )
 
 
@@ -196,6 +216,7 @@ def security_settings(
     sasl_username: str = "",
     sasl_password_file: str = "",
     sasl_password: str = "",
+    client: str = KAFKA_PYTHON_CLIENT,
 ) -> KafkaSettings:
     """Check TLS and SASL settings together and turn them into kafka-python arguments.
 
@@ -209,6 +230,7 @@ def security_settings(
         sasl_username: SASL user.
         sasl_password_file: file whose first line is the password.
         sasl_password: the password itself (from ``BEATWATCH_SASL_PASSWORD``).
+        client: the client library, one of ``KAFKA_CLIENTS``.
 
     Raises:
         ConfigError: one clear line naming the offending option; never the password.
@@ -292,33 +314,11 @@ def security_settings(
                 sasl_mechanism,
             )
     return KafkaSettings(
-        bootstrap_servers=bootstrap_servers, security_protocol=security_protocol, extra=extra
+        bootstrap_servers=bootstrap_servers,
+        security_protocol=security_protocol,
+        extra=extra,
+        client=client,
     )
-
-
-def close_producer(producer: Any, timeout_s: float) -> bool:
-    """Close a KafkaProducer, giving pending records at most ``timeout_s`` to be delivered.
-
-    kafka-python 3.0's ``close(timeout)`` flushes first and raises
-    ``KafkaTimeoutError`` while records are still pending, leaving the producer
-    open (and its ``__del__`` printing the same error at exit). Here pending
-    records are then aborted the way ``close`` would next: by forcing its
-    sender thread shut. Their futures fail, so each is counted by its errback.
-
-    Returns:
-        True when everything pending was delivered or failed in time.
-    """
-    from kafka.errors import KafkaTimeoutError
-
-    try:
-        producer.close(timeout=timeout_s)
-        return True
-    except KafkaTimeoutError:
-        sender = producer._sender
-        sender.force_close()
-        sender.join(timeout_s)  # it aborts the incomplete batches on its way out
-        producer.close(timeout=0)
-        return False
 
 
 class TopicCreationError(ConfigError):
@@ -397,8 +397,8 @@ def ensure_topics(
         ConfigError: the broker did not answer within ``timeout_s``.
         TopicCreationError: the broker refused to create a missing topic.
     """
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
+    from beatwatch.clients.client import ClientError, TopicsRefused
+    from beatwatch.clients.factory import new_admin
 
     deadline = time.monotonic() + timeout_s
     stop = stop or threading.Event()
@@ -409,28 +409,23 @@ def ensure_topics(
             f"cannot reach Kafka at {settings.bootstrap_servers}: no answer within {timeout_s:g} s"
         )
     try:
-        admin = KafkaAdminClient(
-            **settings.client_kwargs(),
-            request_timeout_ms=10_000,
-            bootstrap_timeout_ms=max(1000, int((deadline - time.monotonic()) * 1000)),
-        )
-    except KafkaError as exc:
+        admin = new_admin(settings, connect_timeout_s=deadline - time.monotonic())
+    except ClientError as exc:
         raise ConfigError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
     try:
-        existing = set(admin.list_topics())
-        missing = [
-            NewTopic(name, num_partitions=count, replication_factor=replication_factor)
-            for name, count in topics.items()
-            if name not in existing
-        ]
+        try:
+            existing = admin.topics()
+        except ClientError as exc:
+            raise ConfigError(
+                f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
+            ) from None
+        missing = {name: count for name, count in topics.items() if name not in existing}
         if missing:
-            names = ", ".join(t.name for t in missing)
+            names = ", ".join(missing)
             try:
-                admin.create_topics(missing)
+                admin.create_topics(missing, replication_factor)
                 log.info("created topics %s (replication factor %d)", names, replication_factor)
-            except TopicAlreadyExistsError:
-                pass  # another process won the race; that is fine
-            except KafkaError as exc:
+            except TopicsRefused as exc:
                 raise TopicCreationError(
                     f"the broker refused to create {names} with replication factor "
                     f"{replication_factor}: {exc} (create them yourself, or see "

@@ -18,8 +18,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from beatwatch.alert import build_alert, encode_alert, explain_batch
+
+# Outgoing and Record are re-exported: they were defined here before the client seam.
+from beatwatch.clients.client import Outgoing as Outgoing
+from beatwatch.clients.client import Record as Record
+from beatwatch.clients.client import next_offsets
 from beatwatch.errors import InvalidBeat
-from beatwatch.wire import Headers, Message, decode_batch
+from beatwatch.wire import Headers, decode_batch
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +41,6 @@ MAX_DETAIL_CHARS = 200
 MAX_DEAD_LETTER_PAYLOAD_BYTES = 512 * 1024
 # Dead-letter reason of a valid beat whose score is not finite.
 UNSCORABLE = "unscorable"
-
-
-class Record(Message, Protocol):
-    """A message and where it came from (kafka-python's ConsumerRecord)."""
-
-    @property
-    def topic(self) -> str: ...  # noqa: D102
-    @property
-    def partition(self) -> int: ...  # noqa: D102
-    @property
-    def offset(self) -> int: ...  # noqa: D102
 
 
 class BatchScorer(Protocol):
@@ -70,15 +64,6 @@ class ModelContext:
     model_version: str
     regions: Sequence[dict[str, Any]] = ()
     max_message_bytes: int = 64 * 1024
-
-
-@dataclass
-class Outgoing:
-    """A message to publish."""
-
-    key: bytes | None
-    value: bytes | None
-    headers: Headers = field(default_factory=list)
 
 
 @dataclass
@@ -154,12 +139,7 @@ def process_batch(
         model: threshold, version, input length, regions, size limit.
         now_ms: the detection time, epoch milliseconds.
     """
-    outcome = BatchOutcome()
-    for record in records:
-        position = (record.topic, record.partition)
-        outcome.next_offsets[position] = max(
-            outcome.next_offsets.get(position, 0), record.offset + 1
-        )
+    outcome = BatchOutcome(next_offsets=next_offsets(records))
     decoded = decode_batch(
         records, expected_length=model.input_length, max_message_bytes=model.max_message_bytes
     )

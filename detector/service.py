@@ -1,4 +1,4 @@
-"""The detector's Kafka plumbing: consumer group, batch loop, publishing, commits, health.
+"""The detector's loop over the Kafka client seam: consumer group, batches, publishing, commits.
 
 Delivery is at-least-once. Per polled batch: decode -> score the whole batch in
 one model call -> send alerts and dead letters -> flush -> commit offsets. A
@@ -6,6 +6,11 @@ failed send rewinds the batch and retries it (alerts may repeat; their
 ``alert_id`` lets subscribers drop repeats); a failed commit means the group
 moved on and the new owner re-reads the batch. Nothing is acknowledged before
 it is published.
+
+Features plug into the loop as :class:`BatchStep` objects (``Detector.add_step``):
+a step runs between batches, sees every scored batch before its publish and
+may add messages to it, hears of commits, and of partitions assigned and about
+to be revoked.
 """
 
 from __future__ import annotations
@@ -14,15 +19,29 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from kafka import ConsumerRebalanceListener
 from prometheus_client import CollectorRegistry
 
+from beatwatch.clients import (
+    ALERT_PUBLISHER,
+    ClientError,
+    ClientSettingsError,
+    CommitError,
+    Consumer,
+    ConsumerOptions,
+    Delivery,
+    Partition,
+    Publisher,
+    PublishError,
+    Record,
+    first_offsets,
+    new_consumer,
+    new_publisher,
+)
 from beatwatch.errors import ConfigError
 from beatwatch.exposition import MetricsServer
 from beatwatch.kafka import (
@@ -33,11 +52,9 @@ from beatwatch.kafka import (
     KafkaSettings,
     TopicCreationError,
     broker_listens,
-    close_producer,
     ensure_topics,
 )
 from beatwatch.metrics import DetectorMetrics
-from beatwatch.partitioner import CachedKeyPartitioner
 from detector.batch import (
     BatchOutcome,
     ModelContext,
@@ -54,48 +71,6 @@ MAX_BATCH_LINGER_MS = 1000
 # Longest the detector waits for the broker to commit, or to close a client:
 # a broker that is gone must not hold up a stop (compose allows 10 s).
 CLOSE_TIMEOUT_S = 3.0
-
-
-def alert_producer_settings(partitioner: CachedKeyPartitioner) -> dict[str, Any]:
-    """KafkaProducer settings for alerts and dead letters (``bench`` reuses them).
-
-    Keyed messages get their partition from ``partitioner.for_key`` before
-    ``send`` (see :func:`send_keyed`); the producer's own call of it is left
-    for keyless dead letters.
-    """
-    return {
-        "acks": "all",
-        "linger_ms": 2,
-        # Alerts are flushed once per batch anyway; large batches avoid a sender
-        # wake-up for every few alerts.
-        "batch_size": 1024 * 1024,
-        "partitioner": partitioner,
-        "max_in_flight_requests_per_connection": 5,
-    }
-
-
-def send_keyed(
-    producer: Any, partitioner: CachedKeyPartitioner, topic: str, messages: list[Outgoing]
-) -> list[Any]:
-    """Send ``messages`` to ``topic``; return their futures.
-
-    The topic's partitions are looked up once per call and each keyed
-    message's partition is chosen here rather than by ``send``: 3-4 µs less
-    per alert, and a batch may publish an alert for nearly every beat.
-    """
-    if not messages:
-        return []
-    partitions = sorted(producer.partitions_for(topic))
-    return [
-        producer.send(
-            topic,
-            key=message.key,
-            value=message.value,
-            headers=message.headers or None,
-            partition=None if message.key is None else partitioner.for_key(message.key, partitions),
-        )
-        for message in messages
-    ]
 
 
 @dataclass(frozen=True)
@@ -145,26 +120,85 @@ class DetectorSettings:
                 f"(at most {MAX_BATCH_LINGER_MS} ms and half of --max-poll-interval-ms)"
             )
 
+    def consumer_options(self) -> ConsumerOptions:
+        """How the detector's consumer reads (the benchmark's ceilings read the same way)."""
+        return ConsumerOptions(
+            group_id=self.group_id,
+            auto_offset_reset=self.auto_offset_reset,
+            max_batch=self.max_batch,
+            session_timeout_ms=self.session_timeout_ms,
+            max_poll_interval_ms=self.max_poll_interval_ms,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+        )
 
-class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Partitions currently assigned; updated by the rebalance listener without blocking."""
 
-    def __init__(self, metrics: DetectorMetrics) -> None:
-        self.partitions: set[Any] = set()
+class BatchStep:
+    """A step of the detector loop; override what the feature needs (each default does nothing).
+
+    Order per batch: ``before_poll`` -> poll -> score -> ``on_batch`` -> publish
+    alerts, dead letters and the steps' messages -> flush and check every
+    delivery -> commit -> ``after_commit``. A batch whose publish fails is
+    rewound and comes back: ``on_batch`` may then see the same records again
+    (no ``after_commit`` in between), so per-stream state should ignore beats
+    it has already counted (by ``seq``). A commit that fails after a good
+    publish is followed by ``after_commit(outcome, committed=False)``: the new
+    owner of those partitions will read the batch again.
+
+    ``on_revoked`` runs inside the poll, before the partitions go to another
+    member; the previous batch is already committed then. It may publish (and
+    flush) but must not commit (kafka-python forbids it there).
+    """
+
+    def before_poll(self) -> None:
+        """Between batches, on the loop's thread (e.g. swap in a new model)."""
+
+    def on_batch(
+        self, records: Sequence[Record], outcome: BatchOutcome
+    ) -> Mapping[str, Sequence[Outgoing]]:
+        """See a scored batch before it is published; return more messages (topic -> messages).
+
+        The returned messages are published and their deliveries checked
+        before the batch's offsets are committed, like the alerts.
+        """
+        return {}
+
+    def after_commit(self, outcome: BatchOutcome, committed: bool) -> None:
+        """The batch was published; ``committed`` says whether its offsets were committed."""
+
+    def on_assigned(self, partitions: list[Partition]) -> None:
+        """Partitions just assigned to this detector."""
+
+    def on_revoked(self, partitions: list[Partition]) -> None:
+        """Partitions about to be taken away (everything read from them is committed)."""
+
+    def close(self) -> None:
+        """The detector stops (after its last commit)."""
+
+
+class _Assignment:
+    """Partitions currently assigned; updated by the client's rebalance callbacks."""
+
+    def __init__(self, metrics: DetectorMetrics, steps: list[BatchStep]) -> None:
+        self.partitions: set[Partition] = set()
         self._metrics = metrics
+        self._steps = steps
 
-    def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
-        # kafka-python 3 runs this inside poll(): no commit() here (it raises).
-        # Nothing is pending anyway: every batch is committed before the next poll.
+    def on_revoked(self, revoked: list[Partition]) -> None:
+        # Runs inside poll(): no commit here (kafka-python raises). Nothing is
+        # pending anyway: every batch is committed before the next poll.
+        for step in self._steps:
+            step.on_revoked(revoked)
         for tp in revoked:
             self.partitions.discard(tp)
             self._forget_lag(tp.partition)
         self._publish_state()
         log.info("partitions revoked: %s", _names(revoked))
 
-    def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+    def on_assigned(self, assigned: list[Partition]) -> None:
         self.partitions.update(assigned)
         self._publish_state()
+        for step in self._steps:
+            step.on_assigned(assigned)
         log.info("partitions assigned: %s", _names(assigned))
 
     def _publish_state(self) -> None:
@@ -182,7 +216,7 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
             self._metrics.consumer_lag.remove(str(partition))
 
 
-def _names(partitions: Iterable[Any]) -> str:
+def _names(partitions: Iterable[Partition]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions)) or "none"
 
 
@@ -222,17 +256,21 @@ class Detector:
         )
         # Compile the scoring graph now, not on the first beat.
         self.scorer.score(np.zeros((1, artifact.input_length), dtype=np.float32))
-        self.assignment = _Assignment(self.metrics)
+        self.steps: list[BatchStep] = []
+        self.assignment = _Assignment(self.metrics, self.steps)
         # Records per poll: max_batch, less while batches overrun the poll interval.
         self.max_records = settings.max_batch
         # The previous poll: when it returned (monotonic seconds) and how many records.
         self._last_poll_s = 0.0
         self._last_batch = 0
-        self.consumer: Any = None
-        self.producer: Any = None
-        self.partitioner = CachedKeyPartitioner()
+        self.consumer: Consumer | None = None
+        self.producer: Publisher | None = None
         # Set by connect(); a publish waiting for an absent broker gives up on it.
         self._stop = threading.Event()
+
+    def add_step(self, step: BatchStep) -> None:
+        """Run ``step`` in the loop from now on (after the steps added before it)."""
+        self.steps.append(step)
 
     @property
     def ready(self) -> bool:
@@ -245,9 +283,6 @@ class Detector:
         Returns:
             True when connected, False when stopped first.
         """
-        from kafka import KafkaConsumer, KafkaProducer
-        from kafka.errors import KafkaConfigurationError, KafkaConnectionError, KafkaError
-
         settings = self.settings
         self._stop = stop
         backoff_s = 0.5
@@ -256,7 +291,7 @@ class Detector:
                 # Probe first: a kafka-python client that fails to bootstrap leaks a
                 # thread and sockets, and this loop may run for a whole outage.
                 if not broker_listens(settings.kafka):
-                    raise KafkaConnectionError("no bootstrap server accepts connections")
+                    raise ClientError("no bootstrap server accepts connections")
                 if settings.create_topics and not ensure_topics(
                     settings.kafka,
                     {settings.beats_topic: settings.partitions,
@@ -267,32 +302,21 @@ class Detector:
                     stop=stop,
                 ):  # fmt: skip
                     return False
-                self.producer = KafkaProducer(
-                    **settings.kafka.client_kwargs(), **alert_producer_settings(self.partitioner)
+                self.producer = new_publisher(settings.kafka, ALERT_PUBLISHER)
+                self.consumer = new_consumer(settings.kafka, settings.consumer_options())
+                self.consumer.subscribe(
+                    [settings.beats_topic],
+                    on_assign=self.assignment.on_assigned,
+                    on_revoke=self.assignment.on_revoked,
                 )
-                self.consumer = KafkaConsumer(
-                    **settings.kafka.client_kwargs(),
-                    group_id=settings.group_id,
-                    enable_auto_commit=False,
-                    auto_offset_reset=settings.auto_offset_reset,
-                    max_poll_records=settings.max_batch,
-                    session_timeout_ms=settings.session_timeout_ms,
-                    heartbeat_interval_ms=max(500, settings.session_timeout_ms // 6),
-                    max_poll_interval_ms=settings.max_poll_interval_ms,
-                    fetch_max_wait_ms=settings.fetch_max_wait_ms,
-                    max_partition_fetch_bytes=4 * 1024 * 1024,
-                )
-                self.consumer.subscribe([settings.beats_topic], listener=self.assignment)
                 log.info(
                     "connected to %s, group %s, topic %s",
                     settings.kafka.bootstrap_servers, settings.group_id, settings.beats_topic,
                 )  # fmt: skip
                 return True
-            except TopicCreationError:
-                raise  # waiting does not change the broker's answer: stop with its line
-            except KafkaConfigurationError as exc:
-                raise ConfigError(f"Kafka client settings: {exc}") from None
-            except (KafkaError, ConfigError) as exc:  # ConfigError: ensure_topics timed out
+            except (TopicCreationError, ClientSettingsError):
+                raise  # waiting does not change the answer: stop with its line
+            except (ClientError, ConfigError) as exc:  # ConfigError: ensure_topics timed out
                 self.metrics.broker_errors.inc()
                 log.warning(
                     "broker %s not reachable (%s); retrying in %.1f s",
@@ -305,6 +329,9 @@ class Detector:
 
     def run_once(self) -> int:
         """Poll one batch and process it to the commit; return the records handled."""
+        assert self.consumer is not None, "connect() first"
+        for step in self.steps:
+            step.before_poll()
         linger_s = wait_before_poll_s(
             self.settings.batch_linger_ms,
             time.monotonic() - self._last_poll_s,
@@ -313,18 +340,24 @@ class Detector:
         )
         if linger_s > 0:
             time.sleep(linger_s)
-        polled = self.consumer.poll(
+        records = self.consumer.poll(
             timeout_ms=self.settings.poll_timeout_ms, max_records=self.max_records
         )
         self._last_poll_s = time.monotonic()
-        records = [record for batch in polled.values() for record in batch]
         self._last_batch = len(records)
         if records:
             started = time.perf_counter()
             self.metrics.beats_consumed.inc(len(records))
             outcome = self._score(records)
-            if self._publish(outcome):
-                self._commit(outcome)
+            extra = [
+                (topic, messages)
+                for step in self.steps
+                for topic, messages in step.on_batch(records, outcome).items()
+            ]
+            if self._publish(outcome, extra):
+                committed = self._commit(outcome)
+                for step in self.steps:
+                    step.after_commit(outcome, committed)
             else:
                 self._rewind(records)
             elapsed_s = time.perf_counter() - started
@@ -354,7 +387,7 @@ class Detector:
         elif handled >= self.max_records and elapsed_s < budget_s / 4:
             self.max_records = min(self.settings.max_batch, self.max_records * 2)
 
-    def _score(self, records: list[Any]) -> BatchOutcome:
+    def _score(self, records: Sequence[Record]) -> BatchOutcome:
         outcome = process_batch(
             records, self.scorer, self.model, now_ms=time.time_ns() // 1_000_000
         )
@@ -376,93 +409,70 @@ class Detector:
             )
         return outcome
 
-    def _publish(self, outcome: BatchOutcome) -> bool:
-        """Send alerts and dead letters and wait for every acknowledgement."""
-        from kafka.errors import KafkaError
-
+    def _publish(
+        self, outcome: BatchOutcome, extra: Sequence[tuple[str, Sequence[Outgoing]]] = ()
+    ) -> bool:
+        """Send alerts, dead letters and the steps' messages; wait for every acknowledgement."""
+        assert self.producer is not None, "connect() first"
         try:
-            # Looking up the topic's partitions raises KafkaTimeoutError when its
-            # metadata cannot be fetched: the batch is rewound like a failed flush.
-            futures = send_keyed(
-                self.producer, self.partitioner, self.settings.alerts_topic, outcome.alerts
-            )
-            dlq_futures = send_keyed(
-                self.producer, self.partitioner, self.settings.dlq_topic, outcome.dead_letters
-            )
-            self._flush()
-            for future in futures + dlq_futures:
-                future.get(timeout=0)
-        except KafkaError as exc:
+            # A topic whose metadata cannot be fetched raises PublishError here:
+            # the batch is rewound like a failed flush.
+            alerts = self.producer.send(self.settings.alerts_topic, outcome.alerts)
+            dead_letters = self.producer.send(self.settings.dlq_topic, outcome.dead_letters)
+            deliveries: list[Delivery] = [alerts, dead_letters]
+            deliveries += [self.producer.send(topic, messages) for topic, messages in extra]
+            self._flush(self.producer)
+            for delivery in deliveries:
+                delivery.check()
+        except PublishError as exc:
             self.metrics.broker_errors.inc()
             log.warning("publishing failed (%s); the batch will be retried", exc)
             return False
-        self.metrics.alerts.inc(len(futures))
-        self.metrics.dead_letters.inc(len(dlq_futures))
+        self.metrics.alerts.inc(len(alerts))
+        self.metrics.dead_letters.inc(len(dead_letters))
         return True
 
-    def _flush(self) -> None:
+    def _flush(self, producer: Publisher) -> None:
         """Wait for every acknowledgement, for as long as it takes unless a stop is requested.
 
         Raises:
-            KafkaTimeoutError: a stop was requested while the broker was not
+            PublishError: a stop was requested while the broker was not
                 answering; the batch is then rewound, never committed.
         """
-        from kafka.errors import KafkaTimeoutError
+        while not producer.flush(timeout_s=CLOSE_TIMEOUT_S):
+            if self._stop.is_set():
+                raise PublishError("stopping while deliveries are pending")
 
-        while True:
-            try:
-                self.producer.flush(timeout=CLOSE_TIMEOUT_S)
-                return
-            except KafkaTimeoutError:
-                if self._stop.is_set():
-                    raise
-
-    def _commit(self, outcome: BatchOutcome) -> None:
-        from kafka import OffsetAndMetadata, TopicPartition
-        from kafka.errors import CommitFailedError, KafkaError
-
-        offsets = {
-            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
-            for (topic, partition), offset in outcome.next_offsets.items()
-        }
+    def _commit(self, outcome: BatchOutcome) -> bool:
+        """Commit the batch's offsets; True when committed."""
+        assert self.consumer is not None, "connect() first"
         try:
             # Bounded: a commit that times out is only a later one's job (offsets
             # are cumulative), and a stop request must not wait 30 s for it.
-            self.consumer.commit(offsets, timeout_ms=int(CLOSE_TIMEOUT_S * 1000))
+            self.consumer.commit(outcome.next_offsets, timeout_s=CLOSE_TIMEOUT_S)
             self.metrics.commits.inc()
-        except (CommitFailedError, KafkaError) as exc:
+            return True
+        except CommitError as exc:
             # The group rebalanced (or the broker failed): the partitions' new owner
             # re-reads this batch. Alerts may repeat; none is lost.
             self.metrics.commit_failures.inc()
             log.warning("commit failed (%s); the batch will be redelivered", exc)
+            return False
 
-    def _rewind(self, records: list[Any]) -> None:
+    def _rewind(self, records: Sequence[Record]) -> None:
         """Seek back to the batch's first offsets so it is polled and published again."""
-        from kafka import TopicPartition
-
-        first: dict[tuple[str, int], int] = {}
-        for record in records:
-            position = (record.topic, record.partition)
-            first[position] = min(first.get(position, record.offset), record.offset)
-        for (topic, partition), offset in first.items():
-            tp = TopicPartition(topic, partition)
-            if tp in self.assignment.partitions:  # a revoked one is re-read by its new owner
-                self.consumer.seek(tp, offset)
+        assert self.consumer is not None, "connect() first"
+        for partition, offset in first_offsets(records).items():
+            if partition in self.assignment.partitions:  # a revoked one: its new owner re-reads
+                self.consumer.seek(partition, offset)
         time.sleep(self.settings.publish_retry_backoff_s)
 
     def _update_lag(self) -> None:
-        for tp in list(self.assignment.partitions):
-            highwater = self.consumer.highwater(tp)
-            if highwater is None:
-                continue
-            try:
-                position = self.consumer.position(tp, timeout_ms=0)
-            except Exception:  # position unknown yet (no fetch for it so far)
-                continue
-            if position is not None:
-                self.metrics.consumer_lag.labels(str(tp.partition)).set(
-                    max(0, highwater - position)
-                )
+        assert self.consumer is not None, "connect() first"
+        for partition in list(self.assignment.partitions):
+            lag = self.consumer.lag(partition)
+            if lag is not None:
+                self.metrics.consumer_lag.labels(str(partition.partition)).set(lag)
 
     def close(self) -> None:
         """Close the clients, waiting at most ``CLOSE_TIMEOUT_S`` each for the broker.
@@ -472,10 +482,10 @@ class Detector:
         read again, so a broker that is gone does not hold up a stop request.
         """
         if self.producer is not None:
-            close_producer(self.producer, CLOSE_TIMEOUT_S)
+            self.producer.close(CLOSE_TIMEOUT_S)
             self.producer = None
         if self.consumer is not None:
-            self.consumer.close(autocommit=False, timeout_ms=int(CLOSE_TIMEOUT_S * 1000))
+            self.consumer.close(CLOSE_TIMEOUT_S)
             self.consumer = None
         self.assignment.clear()
 
@@ -505,6 +515,8 @@ def run(
                 handled += detector.run_once()
     finally:
         detector.close()
+        for step in detector.steps:
+            step.close()
         if server is not None:
             server.stop()
         log.info("detector stopped after %d records", handled)

@@ -6,8 +6,8 @@ partition. Each stream's ``seq`` starts at ``first_seq``, by default the run's
 start time in microseconds since the epoch: alerts are identified by stream,
 seq and model, so a rerun that numbered its beats from 0 again would have its
 alerts dropped as repeats by every subscriber that deduplicates. The
-idempotent producer (kafka-python 3 default, ``acks=all``) keeps broker
-retries from duplicating beats.
+idempotent producer (``acks=all``, with either client) keeps broker retries
+from duplicating beats.
 """
 
 from __future__ import annotations
@@ -17,17 +17,25 @@ import math
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from beatwatch.clients import (
+    ClientError,
+    ClientSettingsError,
+    Publisher,
+    PublisherOptions,
+    SendTimeout,
+    new_publisher,
+)
 from beatwatch.errors import ConfigError
 from beatwatch.exposition import MetricsServer
-from beatwatch.kafka import BEATS_TOPIC, KafkaSettings, close_producer, ensure_topics
+from beatwatch.kafka import BEATS_TOPIC, KafkaSettings, ensure_topics
 from beatwatch.metrics import ProducerMetrics
-from beatwatch.partitioner import CachedKeyPartitioner
 from beatwatch.wire import Beat, encode
 from producer.pacing import Pacer
 from producer.source import ReplaySource, stream_id
@@ -108,36 +116,82 @@ class _Progress:
         self._last_time, self._last_count = now, stats.attempted
 
 
-def _new_producer(settings: ProducerSettings) -> Any:
+def _new_producer(settings: ProducerSettings) -> Publisher:
     """The beats producer: every beat acknowledged by all in-sync replicas.
 
     Raises:
-        ConfigError: the broker cannot be reached (kafka-python bootstraps here).
+        ConfigError: the broker cannot be reached (kafka-python bootstraps here),
+            or the client rejected its settings.
     """
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
-
+    options = PublisherOptions(
+        linger_ms=settings.linger_ms, batch_bytes=256 * 1024, block_s=SEND_BLOCK_S
+    )
     try:
-        return KafkaProducer(
-            **settings.kafka.client_kwargs(), acks="all", linger_ms=settings.linger_ms,
-            batch_size=256 * 1024,
-            partitioner=CachedKeyPartitioner(),
-            max_block_ms=int(SEND_BLOCK_S * 1000),
-        )  # fmt: skip
-    except KafkaError as exc:
+        return new_publisher(settings.kafka, options)
+    except ClientSettingsError:
+        raise
+    except ClientError as exc:
         raise ConfigError(
             f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}"
         ) from None
 
 
+class _Sent:
+    """The outcome of one sent beat: callbacks run once it is acknowledged or has failed.
+
+    The client reports from its own thread, possibly before a callback is
+    added; a callback added after the outcome runs at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = False
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[Any], None]] = []
+        self._errbacks: list[Callable[[BaseException], None]] = []
+
+    def resolve(self, error: BaseException | None) -> None:
+        """The client's delivery callback."""
+        with self._lock:
+            self._done, self._error = True, error
+            callbacks, errbacks = self._callbacks, self._errbacks
+            self._callbacks, self._errbacks = [], []
+        if error is None:
+            for callback in callbacks:
+                callback(None)
+        else:
+            for errback in errbacks:
+                errback(error)
+
+    def add_callback(self, callback: Callable[[Any], None]) -> _Sent:
+        """Run ``callback(None)`` once the beat is acknowledged."""
+        with self._lock:
+            if not self._done:
+                self._callbacks.append(callback)
+                return self
+        if self._error is None:
+            callback(None)
+        return self
+
+    def add_errback(self, errback: Callable[[BaseException], None]) -> _Sent:
+        """Run ``errback(error)`` if the beat is not delivered."""
+        with self._lock:
+            if not self._done:
+                self._errbacks.append(errback)
+                return self
+        if self._error is not None:
+            errback(self._error)
+        return self
+
+
 def _send(
-    producer: Any,
+    producer: Publisher,
     topic: str,
     key: bytes | None,
     value: bytes,
     headers: list[tuple[str, bytes]] | None,
     stop: threading.Event,
-) -> Any:
+) -> _Sent | None:
     """Send one beat; while the broker is away, wait for it instead of dropping the beat.
 
     ``send`` blocks while the client's buffer is full (the broker stopped taking
@@ -146,15 +200,15 @@ def _send(
     ``SEND_BLOCK_S``.
 
     Returns:
-        The send's future, or None when ``stop`` was set first.
+        The beat's outcome, or None when ``stop`` was set first.
     """
-    from kafka.errors import KafkaTimeoutError
-
     waited_s = 0.0
     while not stop.is_set():
+        sent = _Sent()
         try:
-            return producer.send(topic, key=key, value=value, headers=headers or None)
-        except KafkaTimeoutError:
+            producer.send_one(topic, key, value, headers, sent.resolve)
+            return sent
+        except SendTimeout:
             waited_s += SEND_BLOCK_S
             if waited_s >= WARNING_INTERVAL_S:
                 log.warning("the broker is not taking beats; replay paused for %.0f s", waited_s)
@@ -162,7 +216,7 @@ def _send(
     return None
 
 
-def _flush_and_close(producer: Any, stop: threading.Event, stats: ProducerStats) -> None:
+def _flush_and_close(producer: Publisher, stop: threading.Event, stats: ProducerStats) -> None:
     """Deliver what is buffered; after a stop request, wait at most ``STOP_FLUSH_S``.
 
     A replay that ends waits for every beat. A stopped one must end within
@@ -170,9 +224,9 @@ def _flush_and_close(producer: Any, stop: threading.Event, stats: ProducerStats)
     fail (counted, so the run exits non-zero) instead of holding the stop.
     """
     if not stop.is_set():
-        producer.flush()
+        producer.flush(timeout_s=None)
     pending = stats.attempted - stats.acknowledged - stats.errors
-    if not close_producer(producer, STOP_FLUSH_S):
+    if not producer.close(STOP_FLUSH_S):
         log.error("stopping: %d beats not delivered within %.0f s", pending, STOP_FLUSH_S)
 
 
@@ -260,10 +314,10 @@ def run(
                 label=label,
             )
             key, value, headers = encode(beat, settings.wire_format)
-            future = _send(producer, settings.topic, key, value, headers, stop)
-            if future is None:
+            sent = _send(producer, settings.topic, key, value, headers, stop)
+            if sent is None:
                 break
-            future.add_callback(acknowledged).add_errback(failed)
+            sent.add_callback(acknowledged).add_errback(failed)
             seqs[stream] += 1
             index += 1
             stats.attempted = index

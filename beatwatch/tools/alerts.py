@@ -22,6 +22,13 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from beatwatch.alert import decode_alert
+from beatwatch.clients import (
+    ClientError,
+    Consumer,
+    ConsumerOptions,
+    Partition,
+    new_consumer,
+)
 from beatwatch.errors import ConfigError
 from beatwatch.kafka import (
     ALERTS_TOPIC,
@@ -39,6 +46,8 @@ log = logging.getLogger(__name__)
 # How long to wait for an unreachable broker before giving up with one line
 # (``--idle-timeout-s`` shortens it).
 CONNECT_TIMEOUT_S = 30.0
+# Longest a stopping tail waits to leave its group.
+CLOSE_TIMEOUT_S = 3.0
 # How often to ask the broker again whether a missing topic exists yet.
 TOPIC_RETRY_S = 0.5
 
@@ -88,24 +97,21 @@ def iter_alerts(
         ConfigError: the broker was not reachable within ``CONNECT_TIMEOUT_S``
             (or ``idle_timeout_s``), or ``topic`` did not exist within ``idle_timeout_s``.
     """
-    from kafka import TopicPartition
-
     started = time.monotonic()
     connect_timeout_s = min(CONNECT_TIMEOUT_S, idle_timeout_s or CONNECT_TIMEOUT_S)
     consumer = _connect(
         settings,
         stop,
-        connect_timeout_s,
-        group_id=group_id,
-        enable_auto_commit=group_id is not None,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=1_000,
-        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        # Meant to stop a subscription from creating a missing topic, but
-        # kafka-python 3.0.12 does not pass it on to its metadata requests:
-        # waiting for the topic before subscribing is what actually prevents it.
-        allow_auto_create_topics=False,
+        ConsumerOptions(
+            group_id=group_id,
+            auto_commit=group_id is not None,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            session_timeout_ms=10_000,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            connect_timeout_s=connect_timeout_s,
+            # Waiting for the topic before subscribing is what prevents its creation.
+            allow_auto_create_topics=False,
+        ),
     )
     if consumer is None:
         return  # stopped while waiting for the broker
@@ -115,42 +121,33 @@ def iter_alerts(
         if not partitions:
             return  # stopped while waiting for the topic
         if group_id is None:
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            if from_beginning:
-                consumer.seek_to_beginning(*tps)
-            else:
-                consumer.seek_to_end(*tps)
+            consumer.assign([Partition(topic, p) for p in sorted(partitions)], from_beginning)
         else:
             consumer.subscribe([topic])
         last_seen = started
         while not stop.is_set():
-            polled = consumer.poll(timeout_ms=200)
-            for records in polled.values():
-                for record in records:
-                    last_seen = time.monotonic()
-                    yield decode_alert(record.value)
+            for record in consumer.poll(timeout_ms=200, max_records=500):
+                last_seen = time.monotonic()
+                yield decode_alert(record.value or b"")
             if idle_timeout_s and time.monotonic() - last_seen > idle_timeout_s:
                 return
     finally:
-        consumer.close()
+        consumer.close(timeout_s=CLOSE_TIMEOUT_S)
 
 
 def _connect(
-    settings: KafkaSettings, stop: threading.Event, timeout_s: float, **config: Any
-) -> Any | None:
-    """Create a KafkaConsumer once the broker listens, waiting until ``stop`` or ``timeout_s``.
+    settings: KafkaSettings, stop: threading.Event, options: ConsumerOptions
+) -> Consumer | None:
+    """Create a consumer once the broker listens, waiting until ``stop`` or ``connect_timeout_s``.
 
     Returns:
         The consumer, or None when ``stop`` was set first.
 
     Raises:
-        ConfigError: the broker did not answer within ``timeout_s``, or kafka-python
-            rejected the settings (e.g. a port that is not a number).
+        ConfigError: the broker did not answer within ``options.connect_timeout_s``,
+            or the client rejected the settings (e.g. a port that is not a number).
     """
-    from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
-
+    timeout_s = options.connect_timeout_s
     # Probe first: a kafka-python client that fails to bootstrap leaks a thread and sockets.
     if not wait_for_broker(settings, timeout_s, stop):
         if stop.is_set():
@@ -159,17 +156,13 @@ def _connect(
             f"cannot reach Kafka at {settings.bootstrap_servers}: no answer within {timeout_s:g} s"
         )
     try:
-        return KafkaConsumer(
-            **settings.client_kwargs(), bootstrap_timeout_ms=int(timeout_s * 1000), **config
-        )
-    except ValueError as exc:
-        raise ConfigError(f"Kafka settings for {settings.bootstrap_servers}: {exc}") from None
-    except KafkaError as exc:
+        return new_consumer(settings, options)
+    except ClientError as exc:
         raise ConfigError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
 
 
 def _wait_for_topic(
-    consumer: Any,
+    consumer: Consumer,
     settings: KafkaSettings,
     topic: str,
     stop: threading.Event,
@@ -177,15 +170,14 @@ def _wait_for_topic(
 ) -> set[int]:
     """Return the partitions of ``topic`` once it exists; empty when ``stop`` came first.
 
-    ``partitions_for_topic`` asks for every topic's metadata, which (unlike a
-    request naming the topic) never makes the broker auto-create it.
+    The consumer's ``partitions_for`` never makes the broker auto-create the topic.
 
     Raises:
         ConfigError: ``topic`` still did not exist at ``deadline`` (None = no deadline).
     """
     waiting_logged = False
     while not stop.is_set():
-        partitions: set[int] = consumer.partitions_for_topic(topic)
+        partitions = consumer.partitions_for(topic)
         if partitions:
             if waiting_logged:
                 log.info("topic %s exists now; reading it", topic)

@@ -241,34 +241,33 @@ class Bench:
         Returns:
             Beats/s, and the messages published (0 without ``publish_to``).
         """
-        from kafka import KafkaConsumer, KafkaProducer
-
-        from beatwatch.partitioner import CachedKeyPartitioner
+        from beatwatch.clients import (
+            ALERT_PUBLISHER,
+            ConsumerOptions,
+            Outgoing,
+            new_consumer,
+            new_publisher,
+            next_offsets,
+        )
         from beatwatch.wire import decode_batch
-        from detector.batch import Outgoing
-        from detector.service import alert_producer_settings, send_keyed
 
-        consumer = KafkaConsumer(
-            **self.kafka.client_kwargs(),
+        # The detector's consumer and publisher settings, through the detector's
+        # factory; its processes run with --session-timeout-ms 6000 and --max-batch.
+        options = ConsumerOptions(
             group_id=f"ceiling-{topic}-{run}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
             session_timeout_ms=6000,
-            heartbeat_interval_ms=1000,
-            max_poll_records=self.sizes.max_batch,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            max_batch=self.sizes.max_batch,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
-        producer, alert, partitioner = None, typical_alert(), CachedKeyPartitioner()
+        consumer = new_consumer(self.kafka, options)
+        producer, alert = None, typical_alert()
         if publish_to is not None:
-            producer = KafkaProducer(
-                **self.kafka.client_kwargs(), **alert_producer_settings(partitioner)
-            )
+            producer = new_publisher(self.kafka, ALERT_PUBLISHER)
         consumer.subscribe([topic])
         seen, counted, published, started = 0, 0, 0, None
         deadline = time.monotonic() + 600
         while seen < self.sizes.drain_beats and time.monotonic() < deadline:
-            records = [r for batch in consumer.poll(timeout_ms=500).values() for r in batch]
+            records = consumer.poll(timeout_ms=500, max_records=self.sizes.max_batch)
             decoded = decode_batch(records, expected_length=140)
             if producer is not None and publish_to is not None and records:
                 alerts = [
@@ -276,12 +275,11 @@ class Bench:
                     for stream, label in zip(decoded.streams, decoded.labels, strict=True)
                     if label == 0
                 ]
-                futures = send_keyed(producer, partitioner, publish_to, alerts)
-                producer.flush()
-                for future in futures:
-                    future.get(timeout=0)
-                published += len(futures)
-                consumer.commit()
+                delivery = producer.send(publish_to, alerts)
+                producer.flush(timeout_s=None)
+                delivery.check()
+                published += len(delivery)
+                consumer.commit(next_offsets(records), timeout_s=30.0)
             seen += len(records)
             if started is not None:
                 counted += len(records)
@@ -289,9 +287,9 @@ class Bench:
                 # Like the detector's figure below, the clock starts after the first batch.
                 started = time.perf_counter()
         elapsed = time.perf_counter() - started if started is not None else 0.0
-        consumer.close()
+        consumer.close(timeout_s=30.0)
         if producer is not None:
-            producer.close()
+            producer.close(timeout_s=30.0)
         return (counted / elapsed if elapsed > 0 else 0.0), published
 
     def _detector_once(self, topic: str, case: str, run: int) -> float:

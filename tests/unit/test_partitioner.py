@@ -1,4 +1,4 @@
-"""The cached key partitioner chooses exactly what kafka-python's default does."""
+"""The cached key partitioner (and the kafka-python adapter's) choose what kafka-python's default does."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kafka.partitioner.default import DefaultPartitioner
 
+from beatwatch.clients.kafka_python import _KeyPartitioner
 from beatwatch.partitioner import CachedKeyPartitioner
 
 
@@ -35,9 +36,10 @@ def test_partition_and_for_key_match_the_default_partitioner(
 ) -> None:
     cluster = _Cluster(partitions)
     cached = CachedKeyPartitioner()
+    adapter = _KeyPartitioner(cached)
     for key in keys + keys:  # the second pass is served from the cache
         expected = DefaultPartitioner().partition("t", key, key, b"v", b"v", cluster)
-        assert cached.partition("t", key, key, b"v", b"v", cluster) == expected
+        assert adapter.partition("t", key, key, b"v", b"v", cluster) == expected
         assert cached.for_key(key, sorted(partitions)) == expected
 
 
@@ -47,4 +49,6 @@ def test_unknown_topic_is_refused() -> None:
             return None
 
     with pytest.raises(ValueError, match="not found"):
-        CachedKeyPartitioner().partition("t", b"k", b"k", None, None, _NoTopic({0}))
+        _KeyPartitioner(CachedKeyPartitioner()).partition(
+            "t", b"k", b"k", None, None, _NoTopic({0})
+        )
