@@ -15,7 +15,7 @@ DEV := $(VENV)/.installed-dev
 # What `make test-fast` selects: no broker, no child process, no TensorFlow.
 FAST := not integration and not subprocess and not tensorflow and not slow
 
-.PHONY: venv demo test test-fast lint bench train lock data system-deps clean
+.PHONY: venv demo test test-fast lint bench train lock data system-deps checkov clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -74,7 +74,19 @@ lint: $(DEV)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: $(DEV) system-deps lint data
+# checkov scans the Kubernetes manifests and the Dockerfile (tests/unit/test_kubernetes.py).
+# Its own environment: its pins (boto3, packaging, ...) clash with the project's.
+# About 30 s once; kubectl (kustomize v5) comes with the machine image.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
+$(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q checkov==$(CHECKOV_VERSION)
+	touch $@
+
+checkov: $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+
+test: $(DEV) system-deps checkov lint data
 	$(PY) -m pytest
 
 # Pure-logic tests, for every few minutes of work: no broker, no child process,
@@ -90,4 +102,4 @@ train: $(RUNTIME)
 	$(BW) train --out models/ecg5000
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

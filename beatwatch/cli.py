@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("beatwatch.tools.demo", "broker + detector + producer + live view, then a summary"),
     "bench": ("beatwatch.tools.bench", "measure throughput and latency side by side"),
     "data": ("beatwatch.tools.fetch", "fetch a data set (ECG5000, MIT-BIH) into the data directory"),
-    "topics": ("beatwatch.tools.topics", "create the topics a deployment needs, with their configs"),
+    "topics": ("beatwatch.tools.topics", "create the topics a deployment needs, with configs"),
     "console": ("beatwatch.tools.console", "a live web page of alerts, with the beats behind them"),
     "model": ("beatwatch.tools.model", "publish, activate and list versions in a model root"),
 }
