@@ -1,4 +1,4 @@
-"""Fault-injection fixtures: the shared embedded broker, an always-alerting artifact, beats."""
+"""Fault-injection fixtures: an always-alerting artifact, beats (the broker: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ import pytest
 
 from beatwatch.data import load_ecg5000
 from tests.faults.support import all_alert_artifact
-
-# The session broker and unique topic prefixes of the integration tests.
-from tests.integration.conftest import kafka_bootstrap, topic_prefix  # noqa: F401
 
 
 @pytest.fixture(scope="session")

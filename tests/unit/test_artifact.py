@@ -29,6 +29,8 @@ from beatwatch.data import sha256_bytes
 from beatwatch.errors import ArtifactError
 from beatwatch.scoring import MinMax, Scorer, per_sample_error_np
 
+# Every test here reads or writes a Keras model (the module's fixtures build one).
+pytestmark = pytest.mark.tensorflow
 LENGTH = 8
 
 
@@ -169,6 +171,7 @@ def test_loads_an_artifact_from_before_content_checksums(saved: Path, tmp_path: 
     assert load_artifact(target).model_version == config["model_version"]
 
 
+@pytest.mark.subprocess
 def test_load_does_not_import_tensorflow(saved: Path) -> None:
     code = (
         "import sys; from beatwatch.artifact import load_artifact; "

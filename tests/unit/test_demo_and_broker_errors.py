@@ -60,12 +60,14 @@ def error_line(result: subprocess.CompletedProcess[str], command: str) -> str:
         ('{"format_version": 1}', "missing keys"),
     ],
 )
+@pytest.mark.subprocess
 def test_demo_refuses_a_corrupt_artifact_json(tmp_path: Path, content: str, expected: str) -> None:
     shutil.copy(SHIPPED_MODEL_DIR / "model.keras", tmp_path / "model.keras")
     (tmp_path / "artifact.json").write_text(content)
     assert expected in error_line(run("demo", "--model", str(tmp_path)), "demo")
 
 
+@pytest.mark.subprocess
 def test_demo_refuses_an_artifact_without_test_rows(tmp_path: Path) -> None:
     model = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL_DIR, model)
@@ -76,6 +78,7 @@ def test_demo_refuses_an_artifact_without_test_rows(tmp_path: Path) -> None:
     assert "no held-out test rows" in line
 
 
+@pytest.mark.subprocess
 def test_demo_refuses_a_file_as_logs_directory(tmp_path: Path) -> None:
     file = tmp_path / "file"
     file.write_text("")
@@ -83,6 +86,7 @@ def test_demo_refuses_a_file_as_logs_directory(tmp_path: Path) -> None:
     assert "exists and is not a directory" in line
 
 
+@pytest.mark.subprocess
 def test_demo_refuses_data_of_another_beat_length(tmp_path: Path) -> None:
     csv = tmp_path / "len10.csv"
     csv.write_text("".join(",".join(["0.5"] * 10) + f",{i % 2}\n" for i in range(60)))
@@ -90,6 +94,7 @@ def test_demo_refuses_data_of_another_beat_length(tmp_path: Path) -> None:
     assert "beats of 10 values" in line and "takes 140" in line
 
 
+@pytest.mark.subprocess
 def test_demo_refuses_data_with_too_few_rows(tmp_path: Path) -> None:
     csv = tmp_path / "short.csv"
     csv.write_text("".join(",".join(["0.5"] * 140) + f",{i % 2}\n" for i in range(60)))
@@ -110,6 +115,7 @@ def test_stall_watch_waits_while_the_producer_runs_and_after_progress() -> None:
 
 
 @pytest.mark.parametrize("port", ["-1", "0", "70000"])
+@pytest.mark.subprocess
 def test_broker_refuses_a_port_out_of_range(port: str) -> None:
     result = run("broker", f"--port={port}")
     assert result.returncode == 2
@@ -117,6 +123,7 @@ def test_broker_refuses_a_port_out_of_range(port: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.subprocess
 def test_broker_refuses_a_port_another_process_listens_on() -> None:
     with socket.socket() as other:
         # As http.server does: reuse allowed, listening.
@@ -131,6 +138,7 @@ def test_broker_refuses_a_port_another_process_listens_on() -> None:
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in line
 
 
+@pytest.mark.subprocess
 def test_broker_fails_at_once_with_tansus_reason_for_a_bad_storage_url() -> None:
     started = time.monotonic()
     result = run("broker", "--port", str(free_port()), "--storage", "bogus://x", timeout=60)

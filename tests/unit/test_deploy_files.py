@@ -147,6 +147,7 @@ def test_every_metric_in_rules_and_dashboard_is_in_the_metrics_contract():
     assert not unknown, f"not exported by beatwatch.metrics: {unknown}"
 
 
+@pytest.mark.subprocess
 def test_metric_names_pass_promtool_check_metrics():
     promtool = require_tool("promtool")
     result = subprocess.run(
@@ -376,6 +377,7 @@ NOT_FLAGS = {"BEATWATCH_CACHE_DIR"}
 
 
 @pytest.mark.parametrize(("service", "command"), sorted(APP_SERVICES.items()))
+@pytest.mark.subprocess
 def test_compose_sets_only_variables_the_command_reads(compose, service, command):
     env = {**os.environ, "COLUMNS": "300"}
     env = {k: v for k, v in env.items() if not k.startswith("BEATWATCH_")}

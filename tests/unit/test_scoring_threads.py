@@ -23,6 +23,7 @@ print("threads", tf.config.threading.get_intra_op_parallelism_threads(),
 """
 
 
+@pytest.mark.subprocess
 def test_threads_are_set_before_tensorflow_runs_and_kept_after() -> None:
     result = subprocess.run(
         [sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=120, check=True

@@ -53,6 +53,7 @@ def test_a_refused_topic_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> N
     assert isinstance(refused.value, ConfigError)
 
 
+@pytest.mark.tensorflow
 def test_the_detector_stops_on_a_refusal_instead_of_retrying(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -97,6 +98,7 @@ def test_replication_factor_comes_from_flag_or_environment(
         parse([])
 
 
+@pytest.mark.tensorflow
 def test_retrying_an_absent_broker_leaks_no_threads() -> None:
     # kafka-python 3.0 leaves a thread and sockets behind for each client whose
     # bootstrap fails; the detector retries for as long as an outage lasts.

@@ -104,6 +104,7 @@ def test_a_rule_the_data_cannot_support_fails_before_fitting(
     assert not [r for r in caplog.records if "epoch" in r.getMessage()]
 
 
+@pytest.mark.tensorflow
 def test_a_diverging_fit_is_refused_not_saved(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -116,6 +117,7 @@ def test_a_diverging_fit_is_refused_not_saved(
     assert not out.exists()
 
 
+@pytest.mark.tensorflow
 def test_unusual_labels_are_recorded_exactly_and_evaluate_agrees(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -130,6 +132,7 @@ def test_unusual_labels_are_recorded_exactly_and_evaluate_agrees(
     assert "metrics match the artifact" in capsys.readouterr().out
 
 
+@pytest.mark.tensorflow
 def test_without_abnormal_test_rows_metrics_are_undefined_and_evaluate_still_matches(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
