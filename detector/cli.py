@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from beatwatch.artifact import SHIPPED_MODEL_DIR
+from beatwatch.drift import DEFAULT_WINDOW_BEATS
 from beatwatch.kafka import (
     ALERTS_TOPIC,
     BEATS_TOPIC,
@@ -15,16 +16,31 @@ from beatwatch.kafka import (
     add_kafka_options,
     kafka_settings_from_args,
 )
-from beatwatch.settings import INT32_MAX, add_flag, add_option, int_between, metrics_port
+from beatwatch.settings import (
+    INT32_MAX,
+    add_flag,
+    add_option,
+    int_between,
+    metrics_port,
+    positive_float,
+)
 from beatwatch.signals import stop_on_signals
 from beatwatch.wire import DEFAULT_MAX_MESSAGE_BYTES
+from detector.model_watch import DEFAULT_MODEL_POLL_S
 from detector.service import DetectorSettings, run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``beatwatch detect``."""
     add_kafka_options(parser)
-    add_option(parser, "--model", default=str(SHIPPED_MODEL_DIR), help="model artifact directory")
+    add_option(parser, "--model", default=str(SHIPPED_MODEL_DIR),
+               help="model artifact directory, or a model root (a CURRENT file and versions/, "
+                    "see 'beatwatch model') watched for new versions")  # fmt: skip
+    add_option(parser, "--model-poll-s", default=DEFAULT_MODEL_POLL_S, type=positive_float,
+               help="how often a model root's CURRENT is read for a new version")  # fmt: skip
+    add_option(parser, "--drift-window-beats", default=DEFAULT_WINDOW_BEATS,
+               type=int_between(1, 10_000_000),
+               help="scored beats in the window of beatwatch_score_drift_psi")  # fmt: skip
     add_option(parser, "--beats-topic", default=BEATS_TOPIC, help="topic to read beats from")
     add_option(parser, "--alerts-topic", default=ALERTS_TOPIC, help="topic to publish alerts to")
     add_option(parser, "--dlq-topic", default=DLQ_TOPIC, help="dead-letter topic")
@@ -67,6 +83,8 @@ def settings_from_args(args: argparse.Namespace) -> DetectorSettings:
     return DetectorSettings(
         kafka=kafka_settings_from_args(args),
         model_dir=Path(args.model),
+        model_poll_s=args.model_poll_s,
+        drift_window_beats=args.drift_window_beats,
         beats_topic=args.beats_topic,
         alerts_topic=args.alerts_topic,
         dlq_topic=args.dlq_topic,

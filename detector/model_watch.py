@@ -84,6 +84,42 @@ def check_model_path(path: Path) -> tuple[Path, str | None]:
     return path, None
 
 
+@dataclass(frozen=True)
+class OpenedModel:
+    """``--model`` checked without TensorFlow: the artifact to load, and the pointer read.
+
+    Attributes:
+        artifact: the checked artifact (the root's current version, for a root).
+        pointer: the ``CURRENT`` line, or None for a plain artifact directory.
+        max_message_bytes: the detector's beat size limit (for the alert context).
+    """
+
+    artifact: Artifact
+    pointer: str | None
+    max_message_bytes: int
+
+    def warm(self) -> LoadedModel:
+        """Load the Keras model and warm it up (imports TensorFlow).
+
+        Raises:
+            ArtifactError: Keras cannot load or run the model (one line).
+        """
+        try:
+            return warm_up(self.artifact, self.max_message_bytes, self.pointer)
+        except ModelRefusedError as exc:
+            raise ArtifactError(str(exc)) from None
+
+
+def open_model(path: Path, max_message_bytes: int) -> OpenedModel:
+    """Check ``--model`` (an artifact directory or a model root) without TensorFlow.
+
+    Raises:
+        ArtifactError: a bad pointer or artifact (one line).
+    """
+    artifact_dir, pointer = check_model_path(path)
+    return OpenedModel(load_artifact(artifact_dir), pointer, max_message_bytes)
+
+
 def warm_up(artifact: Artifact, max_message_bytes: int, pointer: str | None) -> LoadedModel:
     """Load the Keras model and compile and run the scoring graph once.
 

@@ -42,6 +42,7 @@ from beatwatch.clients import (
     new_consumer,
     new_publisher,
 )
+from beatwatch.drift import DEFAULT_WINDOW_BEATS
 from beatwatch.errors import ConfigError
 from beatwatch.exposition import MetricsServer
 from beatwatch.kafka import (
@@ -57,11 +58,11 @@ from beatwatch.kafka import (
 from beatwatch.metrics import DetectorMetrics
 from detector.batch import (
     BatchOutcome,
-    ModelContext,
     Outgoing,
     process_batch,
     wait_before_poll_s,
 )
+from detector.model_watch import DEFAULT_MODEL_POLL_S, LoadedModel, ModelWatcher, open_model
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ class DetectorSettings:
     fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
     scoring_threads: int = 1
     create_topics: bool = True
+    model_poll_s: float = DEFAULT_MODEL_POLL_S
+    drift_window_beats: int = DEFAULT_WINDOW_BEATS
 
     def __post_init__(self) -> None:
         self.kafka.client_kwargs()  # a malformed address is refused here, not retried forever
@@ -229,33 +232,24 @@ class Detector:
     """
 
     def __init__(self, settings: DetectorSettings, registry: CollectorRegistry) -> None:
-        from beatwatch.artifact import load_artifact
         from beatwatch.scoring import set_scoring_threads
 
         self.settings = settings
-        self.metrics = DetectorMetrics(registry)
-        # Refuse a bad artifact before touching Kafka or importing TensorFlow:
-        # one clear line, non-zero exit, in well under a second.
-        artifact = load_artifact(settings.model_dir)
+        self.metrics = DetectorMetrics(registry, settings.drift_window_beats)
+        # Refuse a bad artifact (or model root) before touching Kafka or importing
+        # TensorFlow: one clear line, non-zero exit, in well under a second.
+        opened = open_model(settings.model_dir, settings.max_message_bytes)
         set_scoring_threads(settings.scoring_threads)
-        self.scorer = artifact.scorer()
-        self.model = ModelContext(
-            input_length=artifact.input_length,
-            threshold=artifact.threshold,
-            model_version=artifact.model_version,
-            regions=artifact.regions,
-            max_message_bytes=settings.max_message_bytes,
-        )
-        self.metrics.model.info(
-            {"model_version": artifact.model_version, "input_length": str(artifact.input_length)}
-        )
-        self.metrics.model_threshold.set(artifact.threshold)
-        calibration = artifact.config.get("calibration", {}).get("errors") or []
-        self.metrics.model_calibration_error_ratio.set_errors(
-            np.asarray(calibration), artifact.threshold
-        )
-        # Compile the scoring graph now, not on the first beat.
-        self.scorer.score(np.zeros((1, artifact.input_length), dtype=np.float32))
+        self._use_model(opened.warm())  # compiles the scoring graph now, not on the first beat
+        # A model root is watched for new versions, loaded off this thread (docs/models.md).
+        self.watcher: ModelWatcher | None = None
+        if opened.pointer is not None:
+            self.watcher = ModelWatcher(
+                settings.model_dir,
+                self.loaded,
+                lambda reason: self.metrics.model_refusals.labels(reason).inc(),
+                interval_s=settings.model_poll_s,
+            )
         self.steps: list[BatchStep] = []
         self.assignment = _Assignment(self.metrics, self.steps)
         # Records per poll: max_batch, less while batches overrun the poll interval.
@@ -267,6 +261,30 @@ class Detector:
         self.producer: Publisher | None = None
         # Set by connect(); a publish waiting for an absent broker gives up on it.
         self._stop = threading.Event()
+
+    def _use_model(self, loaded: LoadedModel) -> None:
+        """Score with ``loaded`` from the next batch on; the model metrics follow it."""
+        self.loaded = loaded
+        self.scorer = loaded.scorer
+        self.model = loaded.context
+        artifact = loaded.artifact
+        self.metrics.model.info(
+            {"model_version": artifact.model_version, "input_length": str(artifact.input_length)}
+        )
+        self.metrics.model_threshold.set(artifact.threshold)
+        calibration = np.asarray(artifact.config.get("calibration", {}).get("errors") or [])
+        self.metrics.model_calibration_error_ratio.set_errors(calibration, artifact.threshold)
+        self.metrics.score_drift.set_reference(calibration)
+
+    def _switch_model(self) -> None:
+        """Between two batches: take up the new version the watcher loaded, if any."""
+        loaded = self.watcher.take() if self.watcher is not None else None
+        if loaded is None or loaded.version == self.model.model_version:
+            return
+        previous = self.model.model_version
+        self._use_model(loaded)
+        self.metrics.model_switches.inc()
+        log.info("model switched from %s to %s", previous, loaded.version)
 
     def add_step(self, step: BatchStep) -> None:
         """Run ``step`` in the loop from now on (after the steps added before it)."""
@@ -330,6 +348,7 @@ class Detector:
     def run_once(self) -> int:
         """Poll one batch and process it to the commit; return the records handled."""
         assert self.consumer is not None, "connect() first"
+        self._switch_model()
         for step in self.steps:
             step.before_poll()
         linger_s = wait_before_poll_s(
@@ -398,6 +417,7 @@ class Detector:
             self.metrics.reconstruction_error_ratio.observe_many(
                 outcome.scores / self.model.threshold
             )
+            self.metrics.score_drift.observe_many(outcome.scores)
             self.metrics.end_to_end_latency.observe_many(outcome.latency_s)
         for reason, count in outcome.invalid_reasons.items():
             self.metrics.invalid_beats.labels(reason).inc(count)
@@ -509,11 +529,15 @@ def run(
             ready=lambda: detector.ready,
         ).start()  # fmt: skip
     handled = 0
+    if detector.watcher is not None:
+        detector.watcher.start()
     try:
         if detector.connect(stop):
             while not stop.is_set():
                 handled += detector.run_once()
     finally:
+        if detector.watcher is not None:
+            detector.watcher.stop()
         detector.close()
         for step in detector.steps:
             step.close()
