@@ -36,12 +36,15 @@ demo: $(RUNTIME)
 # Re-resolve constraints.txt after a change to pyproject.toml's dependencies:
 # pins that still fit are kept. `make lock LOCK_ARGS=--upgrade` moves every
 # package to the newest version its range allows.
+# checkov has its own lock, constraints-checkov.txt (its environment: `make checkov`).
 LOCK_ARGS ?=
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --python-version 3.11 \
+  --python-platform x86_64-manylinux_2_28 --annotation-style line \
+  --custom-compile-command "make lock" $(LOCK_ARGS)
 lock: | $(PY)
 	$(PY) -m pip install -q $(CONSTRAINTS) uv
-	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --python-version 3.11 \
-	  --python-platform x86_64-manylinux_2_28 --annotation-style line \
-	  --custom-compile-command "make lock" $(LOCK_ARGS) -o constraints.txt
+	$(UV_COMPILE) pyproject.toml --all-extras -o constraints.txt
+	echo "checkov==$(CHECKOV_VERSION)" | $(UV_COMPILE) - -o constraints-checkov.txt
 
 # The data the tests read, in the data directory (~/.cache/beatwatch) as a user's
 # installation has it: taken from the development copy beside the repository
@@ -79,9 +82,10 @@ lint: $(DEV)
 # About 30 s once; kubectl (kustomize v5) comes with the machine image.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
-$(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
+CHECKOV_LOCK := constraints-checkov.txt
+$(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION): $(CHECKOV_LOCK)
 	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install -q checkov==$(CHECKOV_VERSION)
+	$(CHECKOV_VENV)/bin/pip install -q $(if $(LOCK),-c $(CHECKOV_LOCK)) checkov==$(CHECKOV_VERSION)
 	touch $@
 
 checkov: $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
