@@ -76,6 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(data, "--data", default=None, help="CSV to train on; ECG5000 ecg.csv when unset")
     add_option(data, "--label-column", default="-1", help="label column: index or header name")
     add_option(data, "--normal-label", default=1.0, type=float, help="label value of normal rows")
+    add_option(data, "--wfdb", default=None, help="directory of annotated WFDB records to train on")
+    data.add_argument(
+        "--records", nargs="+", default=None, metavar="NAME", help="records of --wfdb (default all)"
+    )
+    add_option(
+        data, "--folds", default=0, type=non_negative_int,
+        help="with --wfdb: measure on this many record-disjoint folds, write no artifact",
+    )  # fmt: skip
     model = parser.add_argument_group("model")
     add_option(model, "--preset", default="default", choices=sorted(PRESETS), help="base recipe")
     add_option(model, "--encoder", default=None, type=widths, help="encoder widths, e.g. 128,64,32")
@@ -115,9 +123,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(output, "--seeds", default=5, type=positive_int, help="seeds for --compare")
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The preset with the flags that were given applied on top."""
-    config = PRESETS[args.preset]
+def config_from_args(args: argparse.Namespace, *, records: bool = False) -> TrainConfig:
+    """The preset with the flags that were given applied on top.
+
+    ``records``: for ``--wfdb``, whose preset is ``mitbih`` unless another is named.
+    """
+    preset = "mitbih" if records and args.preset == "default" else args.preset
+    config = PRESETS[preset]
     changes: dict[str, Any] = {"seed": args.seed}
     keys = ("encoder", "decoder", "loss", "scaling", "epochs", "learning_rate", "patience")
     for key in (*keys, "noise_std"):
@@ -215,6 +227,12 @@ def canonical_command(args: argparse.Namespace, config: TrainConfig, out: Path) 
 
 def main(args: argparse.Namespace) -> int:
     """Run ``beatwatch train``."""
+    if args.wfdb is not None:
+        from trainer.records_cli import main_records
+
+        return main_records(args, config_from_args(args, records=True))
+    if args.records or args.folds:
+        raise ConfigError("--records and --folds apply to --wfdb")
     config = config_from_args(args)
     if args.report:
         check_directory(args.report, "--report")

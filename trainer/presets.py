@@ -87,6 +87,21 @@ PRESETS: dict[str, TrainConfig] = {
         threshold_rule="mean+k*std",
         threshold_params={"k": 1.0},
     ),
+    # Continuous ECG (beatwatch train --wfdb): a dense autoencoder of beats cut
+    # with both leads, in per-stream-scaled mV (not squashed into [0, 1]),
+    # scored by beatwatch.patient; chosen on record-disjoint MIT-BIH folds.
+    "mitbih": TrainConfig(
+        preset="mitbih",
+        encoder=(128, 64, 16),
+        decoder=(64, 128),
+        output_activation="linear",
+        loss="mse",
+        epochs=30,
+        batch_size=256,
+        patience=3,
+        threshold_rule="percentile",
+        threshold_params={"q": 100.0},
+    ),
     # Chosen by measurement (5 seeds, see docs/trainer.md).
     "default": TrainConfig(
         preset="default",
