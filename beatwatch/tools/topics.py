@@ -18,7 +18,9 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from beatwatch.changelog import CHANGELOG_CONFIG, STATE_TOPIC
 from beatwatch.errors import ConfigError
+from beatwatch.incident import INCIDENTS_TOPIC
 from beatwatch.kafka import (
     ALERTS_TOPIC,
     BEATS_TOPIC,
@@ -33,9 +35,6 @@ from beatwatch.settings import INT32_MAX, add_option, int_between, non_negative_
 from beatwatch.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
-
-INCIDENTS_TOPIC = "ecg-incidents"
-STATE_TOPIC = "ecg-detector-state"
 
 
 @dataclass(frozen=True)
@@ -61,9 +60,7 @@ def topic_specs(args: argparse.Namespace) -> list[TopicSpec]:
     logs = {**shared, "retention.ms": str(args.retention_ms)} if args.retention_ms else shared
     names = [args.beats_topic, args.alerts_topic, args.dlq_topic, args.incidents_topic]
     specs = [TopicSpec(name, args.partitions, logs) for name in names]
-    specs.append(
-        TopicSpec(args.state_topic, args.partitions, {**shared, "cleanup.policy": "compact"})
-    )
+    specs.append(TopicSpec(args.state_topic, args.partitions, {**shared, **CHANGELOG_CONFIG}))
     if len({spec.name for spec in specs}) != len(specs):
         raise ConfigError("topics: every topic needs its own name")
     return specs

@@ -46,6 +46,7 @@ from tests.deploy_support import (
     rules,
     run_tool,
 )
+from tests.kubernetes_support import KUBERNETES, load_yaml_docs
 
 pytestmark = pytest.mark.integration
 
@@ -292,6 +293,15 @@ def test_every_metric_in_rules_and_dashboard_is_exported_live(stack):
         exported |= exported_names(text)
     used = set().union(*(promql_metric_names(e) for e in [*rule_exprs(), *dashboard_exprs()]))
     assert used - exported == set(), "named in deploy/ but not exported by a live program"
+    # The Kubernetes PrometheusRule (a copy of the rules file, checked offline too).
+    (rule,) = load_yaml_docs(KUBERNETES / "base" / "prometheusrule.yaml")
+    kubernetes = {
+        name
+        for group in rule["spec"]["groups"]
+        for r in group["rules"]
+        for name in promql_metric_names(str(r["expr"]))
+    }
+    assert kubernetes and kubernetes - exported == set(), "PrometheusRule names unexported metrics"
     status, text = http_get(f"{stack.detector_url}/metrics")
     reasons = {
         sample.labels.get("reason")
@@ -314,6 +324,12 @@ def test_live_endpoints_pass_promtool_check_metrics(stack):
 def test_detector_health_endpoints(stack):
     assert http_get(f"{stack.detector_url}/healthz")[0] == 200
     assert http_get(f"{stack.detector_url}/ready")[0] == 200
+    # The Kubernetes detector's probes ask the live detector what they would ask a pod.
+    (deployment,) = load_yaml_docs(KUBERNETES / "base" / "detector-deployment.yaml")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        path = container[probe]["httpGet"]["path"]
+        assert http_get(f"{stack.detector_url}{path}")[0] == 200, f"{probe} {path}"
 
 
 def _prometheus_config(detector: str, producer: str, own: str) -> dict[str, Any]:

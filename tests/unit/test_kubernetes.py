@@ -32,10 +32,11 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from beatwatch.changelog import CHANGELOG_CONFIG, STATE_TOPIC
 from beatwatch.cli import COMMANDS
 from beatwatch.exposition import MetricsServer
+from beatwatch.incident import INCIDENTS_TOPIC
 from beatwatch.kafka import ALERTS_TOPIC, BEATS_TOPIC, DLQ_TOPIC
-from beatwatch.tools.topics import INCIDENTS_TOPIC, STATE_TOPIC
 from tests.deploy_support import (
     DEPLOY,
     REPO,
@@ -415,6 +416,8 @@ def test_topics_are_the_programs_topics_and_the_changelog_is_co_partitioned(rend
         assert topic["spec"]["replicas"] == 3 and int(config["min.insync.replicas"]) == 2
         compacted = topic["spec"]["topicName"] == STATE_TOPIC
         assert (config.get("cleanup.policy") == "compact") == compacted
+        if compacted:  # the changelog's configuration, as the detector would create it
+            assert {k: str(v) for k, v in config.items()}.items() >= CHANGELOG_CONFIG.items()
         assert compacted or int(config["retention.ms"]) > 0
 
 
@@ -431,6 +434,11 @@ def test_containers_run_the_same_cli_as_compose(rendered, compose):
                 assert [command] == compose["services"][service]["command"] == [PROGRAMS[service]]
                 seen.add(service)
     assert seen == set(PROGRAMS)
+    for resources in rendered.values():
+        for kind in ("Deployment", "Job"):
+            for workload in find(resources, kind):
+                for init in pod_spec(workload).get("initContainers", []):
+                    assert "command" not in init and init["args"][0] in COMMANDS, init["name"]
     dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
     assert 'ENTRYPOINT ["beatwatch"]' in dockerfile
 
