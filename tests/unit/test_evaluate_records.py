@@ -1,0 +1,86 @@
+"""``beatwatch evaluate --wfdb``: the live path on annotated records, and its refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from beatwatch.cli import main as beatwatch_main
+from beatwatch.segmentation import Segmentation
+from beatwatch.wire import Beat
+from tests.ecg_support import synthetic_ecg, write_wfdb
+from trainer.evaluate_records import evaluate_records
+
+
+@pytest.fixture(scope="module")
+def wfdb_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("records")
+    write_wfdb(synthetic_ecg(330.0, seed=11), directory, "s1")
+    write_wfdb(synthetic_ecg(330.0, seed=12, pvc_every=5), directory, "s2")
+    return directory
+
+
+def oracle(stream: str, beats: list[Beat]):
+    """A stand-in scorer for the plumbing: alerts as V exactly the beats the reference calls V."""
+    alerts = np.array([b.beat_class == "V" for b in beats])
+    return alerts.astype(float), alerts, ["V" if a else None for a in alerts]
+
+
+def test_live_path_scores_every_record_with_its_own_stream(wfdb_dir):
+    seen: list[tuple[str, list[int]]] = []
+
+    def scoring(stream, beats):
+        seen.append((stream, [b.seq for b in beats]))
+        return oracle(stream, beats)
+
+    report = evaluate_records(wfdb_dir, None, Segmentation(), scoring)
+    assert [s for s, _ in seen] == ["s1", "s2"]
+    assert all(seqs == list(range(len(seqs))) for _, seqs in seen)  # in order, per stream
+    g = report["gross"]
+    assert g["qrs"]["se"] == 1.0 and g["qrs"]["ppv"] == 1.0
+    assert g["veb"]["se"] == 1.0 and g["veb"]["ppv"] == 1.0
+    assert g["class_counts"]["V"] > 0 and g["false_alerts"] == 0
+    assert g["auroc_n_vs_v"] == 1.0
+    assert report["cost"]["signal_hours"] == pytest.approx(2 * 330 / 3600)
+    assert [r["record"] for r in report["per_record"]] == ["s1", "s2"]
+
+
+def test_qrs_only_command_prints_a_table_and_writes_json(wfdb_dir, tmp_path, capsys):
+    out = tmp_path / "qrs.json"
+    code = beatwatch_main(
+        ["evaluate", "--wfdb", str(wfdb_dir), "--records", "s2", "--qrs-only", "--json", str(out)]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "gross" in printed and "100.00" in printed and "CPU per hour of signal" in printed
+    report = json.loads(out.read_text())
+    assert report["records"] == ["s2"] and report["gross"]["qrs"]["fn"] == 0
+    assert report["cost"]["qrs_cpu_s_per_hour"] > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--records", "s1"], "need --wfdb"),
+        (["--qrs-only"], "need --wfdb"),
+        (["--wfdb", "{dir}/none", "--qrs-only"], "is not a directory"),
+        (["--wfdb", "{dir}", "--records", "s9", "--qrs-only"], "no record s9"),
+        (["--wfdb", "{dir}", "--qrs-only", "--all-rows"], "go without it"),
+        (["--all-rows"], "needs --data"),
+    ],
+)
+def test_refusals_are_one_line(wfdb_dir, capsys, argv, message):
+    args = [a.replace("{dir}", str(wfdb_dir)) for a in argv]
+    assert beatwatch_main(["evaluate", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_a_model_of_pre_cut_beats_is_refused_for_records(wfdb_dir, capsys, tmp_path):
+    model = Path(__file__).resolve().parents[2] / "models" / "ecg5000"
+    code = beatwatch_main(["evaluate", "--wfdb", str(wfdb_dir), "--model", str(model)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "records no segmentation" in err and "\n" not in err
