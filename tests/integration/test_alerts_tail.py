@@ -11,10 +11,8 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import orjson
 import pytest
@@ -23,19 +21,13 @@ from kafka import KafkaAdminClient, KafkaProducer
 from beatwatch.cli import build_parser
 from beatwatch.kafka import KafkaSettings, ensure_topics
 from beatwatch.tools.broker import free_port
+from tests.support.commands import BEATWATCH, child_env, run_beatwatch
+from tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-BEATWATCH = [sys.executable, "-m", "beatwatch.cli"]
 # Generous: only catches a hang (the old code took 25-30 s, or forever).
 PROMPT_S = 10.0
-
-
-def clean_env(**variables: str) -> dict[str, str]:
-    """The current environment without BEATWATCH_* settings, plus ``variables``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BEATWATCH_")}
-    return {**env, **variables}
 
 
 class Tail:
@@ -46,8 +38,8 @@ class Tail:
             [*BEATWATCH, "alerts", "--bootstrap-servers", bootstrap, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            cwd=REPO,
-            env=clean_env(),
+            cwd=REPO_ROOT,
+            env=child_env(),
             text=True,
         )
         self.stderr: list[str] = []
@@ -98,14 +90,7 @@ class Tail:
 
 def run_alerts(*args: str, bootstrap: str) -> subprocess.CompletedProcess[str]:
     """Run ``beatwatch alerts`` to its end (a hang fails after a minute)."""
-    return subprocess.run(
-        [*BEATWATCH, "alerts", "--bootstrap-servers", bootstrap, *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=clean_env(),
-        timeout=60,
-    )
+    return run_beatwatch("alerts", "--bootstrap-servers", bootstrap, *args, env=child_env())
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess[str], expected: str) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,36 +18,7 @@ import pytest
 from beatwatch.artifact import SHIPPED_MODEL_DIR
 from beatwatch.tools.broker import free_port
 from beatwatch.tools.demo import StallWatch
-
-BEATWATCH = [sys.executable, "-m", "beatwatch.cli"]
-
-
-def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``beatwatch ARGS`` and return the finished process (text output).
-
-    On a timeout the command gets SIGTERM, not subprocess.run's SIGKILL, so that
-    a broker it started (in a session of its own) is stopped too.
-    """
-    with subprocess.Popen(
-        [*BEATWATCH, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.terminate()
-            process.communicate(timeout=30)
-            raise
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-
-def error_line(result: subprocess.CompletedProcess[str], command: str) -> str:
-    """The single error line of a command that failed cleanly."""
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, result.stderr
-    assert errors[0].startswith(f"beatwatch {command}: error: ")
-    return errors[0]
+from tests.support.commands import error_line, run_beatwatch
 
 
 @pytest.mark.parametrize(
@@ -64,7 +33,7 @@ def error_line(result: subprocess.CompletedProcess[str], command: str) -> str:
 def test_demo_refuses_a_corrupt_artifact_json(tmp_path: Path, content: str, expected: str) -> None:
     shutil.copy(SHIPPED_MODEL_DIR / "model.keras", tmp_path / "model.keras")
     (tmp_path / "artifact.json").write_text(content)
-    assert expected in error_line(run("demo", "--model", str(tmp_path)), "demo")
+    assert expected in error_line(run_beatwatch("demo", "--model", str(tmp_path)), "demo")
 
 
 @pytest.mark.subprocess
@@ -74,7 +43,7 @@ def test_demo_refuses_an_artifact_without_test_rows(tmp_path: Path) -> None:
     config = json.loads((model / "artifact.json").read_text())
     del config["data"]["rows"]["test"]
     (model / "artifact.json").write_text(json.dumps(config))
-    line = error_line(run("demo", "--model", str(model)), "demo")
+    line = error_line(run_beatwatch("demo", "--model", str(model)), "demo")
     assert "no held-out test rows" in line
 
 
@@ -82,7 +51,7 @@ def test_demo_refuses_an_artifact_without_test_rows(tmp_path: Path) -> None:
 def test_demo_refuses_a_file_as_logs_directory(tmp_path: Path) -> None:
     file = tmp_path / "file"
     file.write_text("")
-    line = error_line(run("demo", "--logs", str(file)), "demo")
+    line = error_line(run_beatwatch("demo", "--logs", str(file)), "demo")
     assert "exists and is not a directory" in line
 
 
@@ -90,7 +59,7 @@ def test_demo_refuses_a_file_as_logs_directory(tmp_path: Path) -> None:
 def test_demo_refuses_data_of_another_beat_length(tmp_path: Path) -> None:
     csv = tmp_path / "len10.csv"
     csv.write_text("".join(",".join(["0.5"] * 10) + f",{i % 2}\n" for i in range(60)))
-    line = error_line(run("demo", "--data", str(csv)), "demo")
+    line = error_line(run_beatwatch("demo", "--data", str(csv)), "demo")
     assert "beats of 10 values" in line and "takes 140" in line
 
 
@@ -98,7 +67,7 @@ def test_demo_refuses_data_of_another_beat_length(tmp_path: Path) -> None:
 def test_demo_refuses_data_with_too_few_rows(tmp_path: Path) -> None:
     csv = tmp_path / "short.csv"
     csv.write_text("".join(",".join(["0.5"] * 140) + f",{i % 2}\n" for i in range(60)))
-    line = error_line(run("demo", "--data", str(csv)), "demo")
+    line = error_line(run_beatwatch("demo", "--data", str(csv)), "demo")
     assert "60 rows" in line and "test rows go up to row" in line
 
 
@@ -117,7 +86,7 @@ def test_stall_watch_waits_while_the_producer_runs_and_after_progress() -> None:
 @pytest.mark.parametrize("port", ["-1", "0", "70000"])
 @pytest.mark.subprocess
 def test_broker_refuses_a_port_out_of_range(port: str) -> None:
-    result = run("broker", f"--port={port}")
+    result = run_beatwatch("broker", f"--port={port}")
     assert result.returncode == 2
     assert "must be in [1, 65535]" in result.stderr
     assert "Traceback" not in result.stderr
@@ -131,7 +100,7 @@ def test_broker_refuses_a_port_another_process_listens_on() -> None:
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
-        result = run("broker", "--port", str(port), timeout=30)
+        result = run_beatwatch("broker", "--port", str(port), timeout_s=30)
     # The other listener must not pass for the broker.
     assert "broker ready" not in result.stdout
     line = error_line(result, "broker")
@@ -141,7 +110,9 @@ def test_broker_refuses_a_port_another_process_listens_on() -> None:
 @pytest.mark.subprocess
 def test_broker_fails_at_once_with_tansus_reason_for_a_bad_storage_url() -> None:
     started = time.monotonic()
-    result = run("broker", "--port", str(free_port()), "--storage", "bogus://x", timeout=60)
+    result = run_beatwatch(
+        "broker", "--port", str(free_port()), "--storage", "bogus://x", timeout_s=60
+    )
     line = error_line(result, "broker")
     assert "exited with code" in line and "UnsupportedStorageUrl" in line
     assert len(line) < 400  # one trimmed line, not tansu's whole output
