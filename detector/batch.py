@@ -24,7 +24,8 @@ from beatwatch.clients.client import Outgoing as Outgoing
 from beatwatch.clients.client import Record as Record
 from beatwatch.clients.client import next_offsets
 from beatwatch.errors import InvalidBeat
-from beatwatch.wire import Headers, decode_batch
+from beatwatch.wire import DecodedBatch, Headers, decode_batch
+from detector.scored_beats import ScoredBeats
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class BatchOutcome:
         latency_s: now minus each valid beat's ``ts_ms``, seconds.
         scoring_s: time of the one batched model call.
         next_offsets: ``(topic, partition) -> offset to commit``.
+        beats: the scored beats as columns, in record order (for per-stream state).
     """
 
     alerts: list[Outgoing] = field(default_factory=list)
@@ -87,6 +89,7 @@ class BatchOutcome:
     latency_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     scoring_s: float = 0.0
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    beats: ScoredBeats | None = None
 
     @property
     def scored(self) -> int:
@@ -171,6 +174,7 @@ def process_batch(
     outcome.scores = scores[scored]
     outcome.latency_s = (now_ms - decoded.ts_ms[scored].astype(np.float64)) / 1e3
     over = scored[scores[scored] > model.threshold]
+    explanations: list[dict[str, Any]] = []
     if over.size:
         p_values = scorer.p_values(scores[over])
         explanations = explain_batch(per_sample_error[over], model.regions)
@@ -189,7 +193,42 @@ def process_batch(
                 p_value=None if p_values is None else float(p_values[rank]),
             )
             outcome.alerts.append(Outgoing(decoded.streams[row].encode(), encode_alert(alert)))
+    outcome.beats = _scored_beats(records, decoded, scored, scores, model, over, explanations)
     return outcome
+
+
+def _scored_beats(
+    records: Sequence[Record],
+    decoded: DecodedBatch,
+    scored: np.ndarray,
+    scores: np.ndarray,
+    model: ModelContext,
+    over: np.ndarray,
+    explanations: list[dict[str, Any]],
+) -> ScoredBeats:
+    """The scored beats as columns; an abnormal beat's region is its explanation's first."""
+    rows = scored.tolist()
+    region_of = {
+        row: (explanations[rank]["regions"][0]["name"] if explanations[rank]["regions"] else None)
+        for rank, row in enumerate(over.tolist())
+    }
+    row_scores = scores[scored]
+    rr = decoded.rr_prev_ms
+    return ScoredBeats(
+        partitions=[records[decoded.index[row]].partition for row in rows],
+        streams=[decoded.streams[row] for row in rows],
+        seqs=[decoded.seqs[row] for row in rows],
+        ts_ms=decoded.ts_ms[scored].tolist(),
+        scores=row_scores.tolist(),
+        ratios=(row_scores / model.threshold).tolist()
+        if model.threshold > 0
+        else [None] * len(rows),
+        abnormal=(row_scores > model.threshold).tolist(),
+        rr_prev_ms=[None] * len(rows)
+        if rr is None
+        else [None if v != v else v for v in rr[scored].tolist()],  # NaN: none
+        regions=[region_of.get(row) for row in rows],
+    )
 
 
 def wait_before_poll_s(

@@ -28,6 +28,8 @@ from beatwatch.signals import stop_on_signals
 from beatwatch.wire import DEFAULT_MAX_MESSAGE_BYTES
 from detector.model_watch import DEFAULT_MODEL_POLL_S
 from detector.service import DetectorSettings, run
+from detector.stream_state import add_arguments as add_state_arguments
+from detector.stream_state import rules_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                help="port of /metrics, /ready and /healthz (0 picks one, -1 disables)")  # fmt: skip
     add_option(parser, "--metrics-host", default="0.0.0.0", help="address of the metrics endpoint")
     add_flag(parser, "--no-create-topics", help="do not create missing topics")
+    add_state_arguments(parser)
 
 
 def settings_from_args(args: argparse.Namespace) -> DetectorSettings:
@@ -103,6 +106,10 @@ def settings_from_args(args: argparse.Namespace) -> DetectorSettings:
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         create_topics=not args.no_create_topics,
+        incidents=not args.no_incidents,
+        incidents_topic=args.incidents_topic,
+        state_topic=args.state_topic,
+        incident_rules=rules_from_args(args),
     )
 
 

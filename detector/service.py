@@ -20,12 +20,13 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from beatwatch.changelog import STATE_TOPIC
 from beatwatch.clients import (
     ALERT_PUBLISHER,
     ClientError,
@@ -45,6 +46,8 @@ from beatwatch.clients import (
 from beatwatch.drift import DEFAULT_WINDOW_BEATS
 from beatwatch.errors import ConfigError
 from beatwatch.exposition import MetricsServer
+from beatwatch.incident import INCIDENTS_TOPIC
+from beatwatch.incident_rules import IncidentRules
 from beatwatch.kafka import (
     ALERTS_TOPIC,
     BEATS_TOPIC,
@@ -102,16 +105,24 @@ class DetectorSettings:
     create_topics: bool = True
     model_poll_s: float = DEFAULT_MODEL_POLL_S
     drift_window_beats: int = DEFAULT_WINDOW_BEATS
+    # Per-stream state and incidents (docs/incidents.md).
+    incidents: bool = True
+    incidents_topic: str = INCIDENTS_TOPIC
+    state_topic: str = STATE_TOPIC
+    incident_rules: IncidentRules = field(default_factory=IncidentRules)
 
     def __post_init__(self) -> None:
         self.kafka.client_kwargs()  # a malformed address is refused here, not retried forever
         topics = {"--beats-topic": self.beats_topic, "--alerts-topic": self.alerts_topic,
                   "--dlq-topic": self.dlq_topic}  # fmt: skip
+        if self.incidents:
+            topics.update({"--incidents-topic": self.incidents_topic,
+                           "--state-topic": self.state_topic})  # fmt: skip
         if len(set(topics.values())) < len(topics):
             # The detector would read its own alerts or dead letters as beats: a
             # dead letter of a dead letter, forever.
             raise ConfigError(
-                "the beats, alerts and dead-letter topics must differ: "
+                "the beats, alerts, dead-letter, incidents and state topics must differ: "
                 + ", ".join(f"{flag} {name}" for flag, name in topics.items())
             )
         # A linger is a sleep between polls: past the poll interval the group evicts
@@ -252,6 +263,10 @@ class Detector:
             )
         self.steps: list[BatchStep] = []
         self.assignment = _Assignment(self.metrics, self.steps)
+        if settings.incidents:
+            from detector.stream_state import state_step  # it imports this module
+
+            self.add_step(state_step(self))
         # Records per poll: max_batch, less while batches overrun the poll interval.
         self.max_records = settings.max_batch
         # The previous poll: when it returned (monotonic seconds) and how many records.
@@ -314,7 +329,10 @@ class Detector:
                     settings.kafka,
                     {settings.beats_topic: settings.partitions,
                      settings.alerts_topic: settings.partitions,
-                     settings.dlq_topic: 1},
+                     settings.dlq_topic: 1,
+                     **({settings.incidents_topic: settings.partitions,
+                         settings.state_topic: settings.partitions}
+                        if settings.incidents else {})},
                     replication_factor=settings.replication_factor,
                     timeout_s=5.0,
                     stop=stop,

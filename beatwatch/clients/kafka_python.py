@@ -139,8 +139,8 @@ class KafkaPythonPublisher:
                         key=message.key,
                         value=message.value,
                         headers=message.headers or None,
-                        partition=None
-                        if message.key is None
+                        partition=message.partition
+                        if message.partition is not None or message.key is None
                         else keys.for_key(message.key, partitions),
                     )
                     for message in messages
