@@ -52,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     records.add_argument("--records", nargs="+", default=None, metavar="NAME",
                          help="records in --wfdb to evaluate (default: all)")  # fmt: skip
     add_flag(records, "--qrs-only", help="evaluate the QRS detection only (no model needed)")
+    add_option(records, "--live-alerts", default=None,
+               help="also score these alerts (JSON lines of `beatwatch alerts --json`) of a "
+                    "detector fed by `beatwatch produce --record`, beat for beat beside "
+                    "evaluate's")  # fmt: skip
     add_flag(records, "--beats-from-annotations",
              help="cut beats at the reference R peaks instead of the detected ones")  # fmt: skip
 
@@ -126,8 +130,10 @@ def main(args: argparse.Namespace) -> int:
         from trainer.evaluate_records_cli import main_records
 
         return main_records(args)
-    if args.records or args.qrs_only or args.beats_from_annotations:
-        raise ConfigError("--records, --qrs-only and --beats-from-annotations need --wfdb DIR")
+    if args.records or args.qrs_only or args.beats_from_annotations or args.live_alerts:
+        raise ConfigError(
+            "--records, --qrs-only, --live-alerts and --beats-from-annotations need --wfdb DIR"
+        )
     if args.all_rows:
         return _main_all_rows(args)
     if args.label_column is not None or args.normal_label is not None:

@@ -80,6 +80,9 @@ class RecordRun:
     qrs_cpu_s: float
     pipeline_cpu_s: float
     scoring_cpu_s: float
+    live: RecordResult | None = None  # the live alerts' figures, when given
+    offline_same_convention: RecordResult | None = None  # evaluate's, counted as live's
+    live_comparison: dict[str, Any] | None = None
 
 
 def evaluate_record(
@@ -88,8 +91,12 @@ def evaluate_record(
     scoring: StreamScoring | None,
     *,
     from_annotations: bool = False,
+    live_alerts: Sequence[LiveAlert] | None = None,
 ) -> RecordRun:
     """Detect, cut, score and match one record.
+
+    With ``live_alerts`` (the alerts a detector published for this record's
+    replay), their figures are computed too, beat for beat beside evaluate's.
 
     Raises:
         DataError: the record has no reference annotations.
@@ -113,20 +120,62 @@ def evaluate_record(
         started = time.process_time()
         scores, alerts, classes = scoring(rec.name, wire_beats(rec.name, rec, beats))
         scoring_cpu_s = time.process_time() - started
-    result = score_record(
-        rec.name,
-        rec.fs_hz,
-        rec.n_samples,
-        rec.ann_index,
-        rec.ann_class,
-        test_index,
-        scores,
-        alerts,
-        classes,
-        paced=rec.is_paced or rec.name in PACED_RECORDS,
-        excluded=rec.vf_intervals,
+
+    def scored(alerted: np.ndarray | None, predicted: Sequence[str | None] | None) -> RecordResult:
+        assert rec.ann_index is not None
+        return score_record(
+            rec.name,
+            rec.fs_hz,
+            rec.n_samples,
+            rec.ann_index,
+            rec.ann_class,
+            test_index,
+            scores,
+            alerted,
+            predicted,
+            paced=rec.is_paced or rec.name in PACED_RECORDS,
+            excluded=rec.vf_intervals,
+        )
+
+    run = RecordRun(
+        scored(alerts, classes), rec.duration_s, qrs_cpu_s, pipeline_cpu_s, scoring_cpu_s
     )
-    return RecordRun(result, rec.duration_s, qrs_cpu_s, pipeline_cpu_s, scoring_cpu_s)
+    if live_alerts is not None:
+        beat_ms = np.round(test_index * 1000.0 / rec.fs_hz).astype(np.int64)
+        at = align_alerts(beat_ms, live_alerts)
+        live_alerted = np.zeros(test_index.size, dtype=bool)
+        live_alerted[at[at >= 0]] = True
+        with_kind = any(a.kind is not None for a in live_alerts)
+        live_classes: list[str | None] | None = None
+        if with_kind:
+            live_classes = [None] * test_index.size
+            for a, i in zip(live_alerts, at.tolist(), strict=True):
+                if i >= 0:
+                    live_classes[i] = a.kind
+        run.live = scored(live_alerted, live_classes)
+        # Evaluate's alerts counted the way the live ones can be (binary without kinds).
+        run.offline_same_convention = scored(alerts, classes if with_kind else None)
+        offline_alerted = np.zeros(test_index.size, bool) if alerts is None else alerts
+        run.live_comparison = {
+            "record": rec.name,
+            "live_alerts": len(live_alerts),
+            "live_alerts_not_on_a_beat": int(np.count_nonzero(at < 0)),
+            "beats_alerted_differently": int(np.count_nonzero(live_alerted != offline_alerted)),
+            "kinds_compared": with_kind,
+            "kinds_differ": int(
+                sum(
+                    1
+                    for i in range(test_index.size)
+                    if with_kind
+                    and classes is not None
+                    and live_classes is not None
+                    and live_alerted[i]
+                    and offline_alerted[i]
+                    and live_classes[i] != classes[i]
+                )
+            ),
+        }
+    return run
 
 
 def evaluate_records(
@@ -137,8 +186,13 @@ def evaluate_records(
     *,
     from_annotations: bool = False,
     progress: Callable[[str], None] | None = None,
+    live_alerts: dict[str, list[LiveAlert]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate every record; the :func:`trainer.ec57.summarize` report plus costs.
+
+    With ``live_alerts`` (by stream id = record name), the report also holds
+    ``live``: the live alerts' figures, evaluate's counted the same way, and
+    per record how many beats were alerted differently.
 
     Raises:
         DataError: a record is missing, malformed or unannotated.
@@ -150,13 +204,27 @@ def evaluate_records(
     runs: list[RecordRun] = []
     for name in names:
         rec = read_wfdb(Path(wfdb_dir) / name)
-        runs.append(evaluate_record(rec, seg, scoring, from_annotations=from_annotations))
+        live = None if live_alerts is None else live_alerts.get(name, [])
+        runs.append(
+            evaluate_record(rec, seg, scoring, from_annotations=from_annotations, live_alerts=live)
+        )
         if progress is not None:
             progress(name)
     report = summarize([r.result for r in runs])
     hours = sum(r.duration_s for r in runs) / 3600.0
     report["beats_from"] = "annotations" if from_annotations else "qrs-detector"
     report["segmentation"] = seg.to_dict()
+    if live_alerts is not None:
+        live_runs = [r.live for r in runs if r.live is not None]
+        same = [r.offline_same_convention for r in runs if r.offline_same_convention is not None]
+        comparison = [r.live_comparison for r in runs if r.live_comparison is not None]
+        report["live"] = {
+            "live": summarize(live_runs)["gross"],
+            "evaluate": summarize(same)["gross"],
+            "per_record": comparison,
+            "equal": all(c["beats_alerted_differently"] == 0 and c["kinds_differ"] == 0
+                         for c in comparison),
+        }  # fmt: skip
     report["cost"] = {
         "signal_hours": hours,
         "qrs_cpu_s_per_hour": sum(r.qrs_cpu_s for r in runs) / hours,
@@ -164,3 +232,64 @@ def evaluate_records(
         "scoring_cpu_s_per_hour": sum(r.scoring_cpu_s for r in runs) / hours,
     }
     return report
+
+
+KIND_FIELDS = ("kind", "alert_kind", "beat_kind")
+
+
+@dataclass(frozen=True)
+class LiveAlert:
+    """What the comparison needs of one alert from the alerts topic."""
+
+    stream: str
+    ts_ms: int
+    kind: str | None  # "V" or "S" when the alert says which, else None
+
+
+def read_live_alerts(path: str | Path) -> dict[str, list[LiveAlert]]:
+    """Alerts as ``beatwatch alerts --json`` prints them (JSON lines), by stream.
+
+    Raises:
+        DataError: the file cannot be read or a line is not an alert.
+    """
+    import json
+
+    where = Path(path)
+    try:
+        lines = where.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataError(f"{where}: cannot read: {exc.strerror or exc}") from None
+    out: dict[str, list[LiveAlert]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            alert = json.loads(line)
+            stream, ts_ms = str(alert["stream"]), int(alert["ts_ms"])
+        except (ValueError, KeyError, TypeError):
+            raise DataError(
+                f"{where}: line {number} is not an alert (JSON with stream, ts_ms)"
+            ) from None
+        kind = next((alert[k] for k in KIND_FIELDS if isinstance(alert.get(k), str)), None)
+        out.setdefault(stream, []).append(
+            LiveAlert(stream, ts_ms, kind if kind in ("V", "S") else None)
+        )
+    return out
+
+
+def align_alerts(beat_ms: np.ndarray, alerts: Sequence[LiveAlert]) -> np.ndarray:
+    """Index of the beat each alert is about, or -1.
+
+    A replayed beat's ``ts_ms`` is the replay's start plus its R time, so the
+    alerts' times are the beats' R times (``beat_ms``) shifted by one unknown
+    start; the start is the shift that puts the most alerts exactly on a beat.
+    """
+    if not alerts or beat_ms.size == 0:
+        return np.full(len(alerts), -1, dtype=np.int64)
+    ts = np.asarray([a.ts_ms for a in alerts], dtype=np.int64)
+    # The most common difference between an alert's time and a beat's R time.
+    shifts, counts = np.unique(ts[:200, None] - beat_ms[None, :], return_counts=True)
+    start = int(shifts[np.argmax(counts)])
+    position = np.minimum(np.searchsorted(beat_ms, ts - start), beat_ms.size - 1)
+    found = beat_ms[position] == ts - start
+    return np.where(found, position, -1).astype(np.int64)

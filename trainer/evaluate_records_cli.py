@@ -21,7 +21,12 @@ from beatwatch.recording_beats import SEGMENTATION_KEY
 from beatwatch.segmentation import Segmentation
 from beatwatch.wire import Beat
 from trainer.ec57 import format_table
-from trainer.evaluate_records import StreamScoring, evaluate_records, record_names
+from trainer.evaluate_records import (
+    StreamScoring,
+    evaluate_records,
+    read_live_alerts,
+    record_names,
+)
 from trainer.outputs import write_text
 
 RECORD_MODEL_DIR = SHIPPED_MODELS_DIR / "mitbih"
@@ -125,9 +130,14 @@ def main_records(args: argparse.Namespace) -> int:
     def progress(name: str) -> None:
         print(f"evaluated {name}", file=sys.stderr, flush=True)
 
+    live = None
+    if args.live_alerts is not None:
+        if args.qrs_only:
+            raise ConfigError("--live-alerts compares a model's alerts; not with --qrs-only")
+        live = read_live_alerts(args.live_alerts)
     report = evaluate_records(
         args.wfdb, names, seg, scoring,
-        from_annotations=args.beats_from_annotations, progress=progress,
+        from_annotations=args.beats_from_annotations, progress=progress, live_alerts=live,
     )  # fmt: skip
     report["model"] = model
     print(f"{model} on {len(names)} records of {args.wfdb} (beats from {report['beats_from']})")
@@ -138,6 +148,32 @@ def main_records(args: argparse.Namespace) -> int:
         f"detect + cut {cost['detect_and_cut_cpu_s_per_hour']:.2f} s, "
         f"scoring {cost['scoring_cpu_s_per_hour']:.2f} s ({cost['signal_hours']:.2f} h of signal)"
     )
+    if "live" in report:
+        print(live_summary(report["live"]))
     if args.json:
         write_text(Path(args.json), json.dumps(report, indent=1) + "\n", "--json")
     return 0
+
+
+def live_summary(live: dict[str, Any]) -> str:
+    """Live alerts against evaluate's: figures side by side and the beats that differ."""
+
+    def figures(g: dict[str, Any]) -> str:
+        def pct(d: dict[str, Any], key: str) -> str:
+            return "-" if d[key] is None else f"{100 * d[key]:.2f}"
+
+        return (
+            f"VEB Se {pct(g['veb'], 'se')} +P {pct(g['veb'], 'ppv')}, "
+            f"SVEB Se {pct(g['sveb'], 'se')} +P {pct(g['sveb'], 'ppv')}, "
+            f"false alerts {g['false_alerts']}"
+        )
+
+    lines = [f"live alerts: {figures(live['live'])}", f"evaluate:    {figures(live['evaluate'])}"]
+    for c in live["per_record"]:
+        lines.append(
+            f"{c['record']}: {c['live_alerts']} live alerts ({c['live_alerts_not_on_a_beat']} on "
+            f"no beat); beats alerted differently {c['beats_alerted_differently']}"
+            + (f", kinds differing {c['kinds_differ']}" if c["kinds_compared"] else "")
+        )
+    lines.append("live alerts EQUAL evaluate's" if live["equal"] else "live alerts DIFFER")
+    return "\n".join(lines)

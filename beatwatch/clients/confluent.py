@@ -187,8 +187,11 @@ class ConfluentPublisher:
         value: bytes | None,
         headers: Headers | None,
         callback: Callable[[Any, Any], None],
+        partition: int | None = None,
     ) -> None:
         """Queue one message; while the queue is full, serve reports for up to ``block_s``."""
+        # librdkafka's "unassigned" partition: its partitioner chooses from the key.
+        chosen = -1 if partition is None else partition
         producer = self._producer
         deadline = None
         while True:
@@ -199,6 +202,7 @@ class ConfluentPublisher:
                     key,
                     headers=headers or None,  # type: ignore[arg-type]
                     on_delivery=callback,
+                    partition=chosen,
                 )
                 return
             except BufferError:
@@ -216,7 +220,10 @@ class ConfluentPublisher:
         """Queue ``messages``; their reports arrive with :meth:`flush`."""
         reports = _Reports(len(messages))
         for message in messages:
-            self._produce(topic, message.key, message.value, message.headers, reports.report)
+            self._produce(
+                topic, message.key, message.value, message.headers, reports.report,
+                message.partition,
+            )  # fmt: skip
         return reports
 
     def send_one(

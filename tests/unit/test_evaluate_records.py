@@ -84,3 +84,41 @@ def test_a_model_of_pre_cut_beats_is_refused_for_records(wfdb_dir, capsys, tmp_p
     code = beatwatch_main(["evaluate", "--wfdb", str(wfdb_dir), "--model", str(model)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "records no segmentation" in err and "\n" not in err
+
+
+def test_live_alerts_are_compared_beat_for_beat(wfdb_dir, tmp_path):
+    from trainer.evaluate_records import read_live_alerts
+
+    offline: dict[str, list[Beat]] = {}
+
+    def scoring(stream, beats):
+        offline[stream] = beats
+        return oracle(stream, beats)
+
+    evaluate_records(wfdb_dir, ["s2"], Segmentation(), scoring)
+    start_ms = 1_765_000_000_000
+    alerted = [b for b in offline["s2"] if b.beat_class == "V"]
+    assert len(alerted) > 10
+    lines = [
+        json.dumps({"stream": "s2", "seq": 7 + i, "ts_ms": start_ms + b.ts_ms, "kind": "V"})
+        for i, b in enumerate(alerted)
+    ]
+    path = tmp_path / "alerts.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    report = evaluate_records(
+        wfdb_dir, ["s2"], Segmentation(), oracle, live_alerts=read_live_alerts(path)
+    )
+    live = report["live"]
+    assert live["equal"] and live["live"] == live["evaluate"]
+    assert live["per_record"][0]["live_alerts_not_on_a_beat"] == 0
+    # One alert lost and one on no beat (both in the scored part, after 5 min).
+    lines[-2] = json.dumps({"stream": "s2", "ts_ms": start_ms + alerted[-2].ts_ms + 1})
+    path.write_text("\n".join(lines[:-1]) + "\n")
+    report = evaluate_records(
+        wfdb_dir, ["s2"], Segmentation(), oracle, live_alerts=read_live_alerts(path)
+    )
+    comparison = report["live"]["per_record"][0]
+    assert not report["live"]["equal"]
+    assert comparison["beats_alerted_differently"] == 2
+    assert comparison["live_alerts_not_on_a_beat"] == 1
+    assert report["live"]["live"]["veb"]["tp"] == report["live"]["evaluate"]["veb"]["tp"] - 2
