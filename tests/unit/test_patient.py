@@ -1,0 +1,188 @@
+"""Patient-adaptive stream scoring: seq guard, JSON state round trip, adaptation per patient."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from beatwatch.patient import (
+    KIND_NONE,
+    KIND_S,
+    KIND_V,
+    PatientRules,
+    StreamBeats,
+    StreamScorer,
+    stream_beats,
+)
+
+L = 40
+RULES = PatientRules(
+    region_start=10,
+    region_end=30,
+    input_scale=1.0,
+    population_ref=0.05,
+    n_leads=1,
+    scale_beats=8,
+    learn_s=20.0,
+    learn_min_beats=10,
+    learn_max_beats=64,
+    template_alpha=0.01,
+    rr_beats=16,
+)
+
+
+def zero_model(scaled: np.ndarray) -> np.ndarray:
+    """A 'population autoencoder' that knows nothing: the residual is the beat itself."""
+    return np.zeros_like(scaled)
+
+
+def shape(kind: str) -> np.ndarray:
+    t = np.arange(L) - 20.0
+    shapes: dict[str, np.ndarray] = {
+        "normal-a": np.exp(-(t**2) / 4.0),
+        # another patient's normal: a different QRS
+        "normal-b": np.exp(-(t**2) / 4.0) - 0.6 * np.exp(-((t - 4) ** 2) / 3.0),
+        # ventricular-like: wide and large
+        "wide": 1.5 * np.exp(-(t**2) / 40.0),
+    }
+    return shapes[kind]
+
+
+def stream(kinds: list[str], rr_ms: list[float], seed: int = 0) -> StreamBeats:
+    rng = np.random.default_rng(seed)
+    samples = np.stack([shape(k) + rng.normal(0, 0.02, L) for k in kinds]).astype(np.float32)
+    ts = np.cumsum(rr_ms).astype(np.int64)
+    return stream_beats(np.arange(len(kinds)), ts, samples, rr_ms)
+
+
+def patient(
+    normal: str, n: int = 120, ectopic_at: tuple[int, ...] = (), premature_at: tuple[int, ...] = ()
+) -> StreamBeats:
+    kinds = [("wide" if i in ectopic_at else normal) for i in range(n)]
+    rr = [800.0] * n
+    for i in premature_at:
+        rr[i] = 500.0
+        if i + 1 < n:
+            rr[i + 1] = 1100.0
+    return stream(kinds, rr)
+
+
+def test_each_patient_is_scored_against_its_own_normal() -> None:
+    scorer = StreamScorer(RULES, zero_model, L)
+    for normal in ("normal-a", "normal-b"):
+        beats = patient(normal, ectopic_at=(60, 90), premature_at=(75,))
+        out = scorer.score_beats(beats, None)
+        after = ~out.learning
+        assert out.learning[:20].all() and after[40:].all()
+        ectopic = np.zeros(len(out.kind), bool)
+        ectopic[[60, 90]] = True
+        assert (out.kind[ectopic] == KIND_V).all()
+        assert out.kind[75] == KIND_S
+        normal_beats = after & ~ectopic
+        normal_beats[[75, 76]] = False
+        assert (out.kind[normal_beats] == KIND_NONE).all()
+        assert out.scores[ectopic].min() > out.scores[normal_beats].max() + 2
+
+
+def test_without_learning_the_other_patients_normal_would_alert() -> None:
+    # The population reference alone (the learning phase) calls patient b's
+    # normal beats abnormal; the learned template is what makes them normal.
+    a = shape("normal-a")
+    population = (a / np.ptp(a)).astype(np.float32)
+
+    def knows_patient_a(scaled: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(population, scaled.shape)
+
+    noise_level = float(np.mean((0.02 / np.ptp(a)) ** 2))
+    rules = PatientRules.from_dict({**RULES.to_dict(), "population_ref": noise_level})
+    scorer = StreamScorer(rules, knows_patient_a, L)
+    out = scorer.score_beats(patient("normal-b"), None)
+    assert out.scores[out.learning].min() > out.scores[~out.learning].max() + 2
+    assert (out.kind[out.learning] == KIND_V).all()
+    assert (out.kind[~out.learning] == KIND_NONE).all()
+
+
+def test_early_ectopics_do_not_become_the_normal() -> None:
+    scorer = StreamScorer(RULES, zero_model, L)
+    # more than half of the learning window is ectopic (bigeminy and worse)
+    early = tuple(i for i in range(24) if i % 9 in (0, 2, 4, 6, 8))
+    beats = patient("normal-a", ectopic_at=(*early, 80))
+    out = scorer.score_beats(beats, None)
+    assert out.kind[80] == KIND_V
+    assert out.learning[list(early)].all()
+
+
+def test_redelivered_beats_are_scored_but_do_not_change_the_state() -> None:
+    scorer = StreamScorer(RULES, zero_model, L)
+    beats = patient("normal-a", ectopic_at=(70,))
+    first = scorer.score_beats(beats, None)
+    again = scorer.score_beats(beats, first.state)
+    assert again.state == first.state
+    assert again.kind[70] == KIND_V
+    # a partly redelivered batch: the old part leaves the state alone, the new part moves it
+    head = beats._replace(**{k: getattr(beats, k)[:50] for k in beats._fields})
+    mid = scorer.score_beats(head, None).state
+    overlap = beats._replace(**{k: getattr(beats, k)[30:] for k in beats._fields})
+    assert scorer.score_beats(overlap, mid).state == first.state
+
+
+@pytest.mark.parametrize("cuts", [(1, 7, 30, 31, 90), (25,), (5, 64)])
+def test_state_survives_json_between_any_batches(cuts: tuple[int, ...]) -> None:
+    def model(scaled: np.ndarray) -> np.ndarray:  # float64 output, as a real one may give
+        return 0.3 * scaled.astype(np.float64) + 0.01
+
+    scorer = StreamScorer(RULES, model, L)
+    beats = patient("normal-b", ectopic_at=(3, 50, 99), premature_at=(60,))
+    whole = scorer.score_beats(beats, None)
+    state = None
+    scores, kinds = [], []
+    edges = [0, *cuts, len(beats.seq)]
+    for a, b in itertools.pairwise(edges):
+        part = beats._replace(**{k: getattr(beats, k)[a:b] for k in beats._fields})
+        out = scorer.score_beats(part, state)
+        state = json.loads(json.dumps(out.state))  # what a state store would keep
+        scores.append(out.scores)
+        kinds.append(out.kind)
+    np.testing.assert_allclose(np.concatenate(scores), whole.scores, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(np.concatenate(kinds), whole.kind)
+    assert state == json.loads(json.dumps(whole.state))
+
+
+def test_amplitude_is_normalised_per_stream_not_per_beat() -> None:
+    scorer = StreamScorer(RULES, zero_model, L)
+    small = patient("normal-a", ectopic_at=(70,))
+    big = small._replace(samples=small.samples * 3.0)  # same patient, 3x the gain
+    a = scorer.score_beats(small, None)
+    b = scorer.score_beats(big, None)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+    # within a stream a beat twice the size is not normal
+    grown = small.samples.copy()
+    grown[80] *= 2.0
+    c = scorer.score_beats(small._replace(samples=grown), None)
+    assert c.kind[80] == KIND_V
+
+
+def test_rules_and_state_are_checked() -> None:
+    assert PatientRules.from_dict(RULES.to_dict()) == RULES
+    with pytest.raises(ValueError, match="unknown"):
+        PatientRules.from_dict({**RULES.to_dict(), "surprise": 1})
+    with pytest.raises(ValueError, match="region"):
+        PatientRules(region_start=5, region_end=5, input_scale=1.0, population_ref=1.0)
+    scorer = StreamScorer(RULES, zero_model, L)
+    with pytest.raises(ValueError, match="version"):
+        scorer.score_beats(patient("normal-a", n=3), {"version": 99})
+    with pytest.raises(ValueError, match="shape"):
+        scorer.score_beats(stream_beats([0], [0], np.zeros((1, L + 1)), [800.0]), None)
+
+
+def test_unknown_rhythm_context_is_not_premature() -> None:
+    scorer = StreamScorer(RULES, zero_model, L)
+    beats = patient("normal-a")
+    rr = beats.rr_prev_ms.copy()
+    rr[70] = np.nan
+    out = scorer.score_beats(beats._replace(rr_prev_ms=rr), None)
+    assert np.isfinite(out.scores).all()
+    assert out.kind[70] == KIND_NONE
