@@ -288,6 +288,10 @@ class ConfluentConsumer:
     def __init__(self, settings: KafkaSettings, options: ConsumerOptions) -> None:
         self._helper = _Helper()
         self._errors = _ErrorLog()
+        # Per partition not fetched from yet: when the broker was last asked
+        # whether it is empty, and the lag that answer gave (0, or unknown).
+        self._empty_checked: dict[Partition, float] = {}
+        self._empty: dict[Partition, int | None] = {}
         self._consumer = _build(
             _Consumer,
             {
@@ -422,16 +426,34 @@ class ConfluentConsumer:
             ) from exc
 
     def lag(self, partition: Partition) -> int | None:
-        """Records behind the partition's end, from the last fetch's high watermark."""
+        """Records behind the partition's end, or None while unknown.
+
+        librdkafka knows a partition's end (high watermark) and the position
+        only once a fetch has returned records from it. Before that, the
+        broker is asked (at most once a second per partition) whether the
+        partition is empty: then the lag is 0. Otherwise it stays unknown
+        until the first record: tansu's answer for a partition with records
+        is not its end (``end_offsets`` is broken there too).
+        """
         tp = _TopicPartition(partition.topic, partition.partition)
+        consumer = self._consumer
         try:
-            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
-            position = self._consumer.position([tp])[0].offset
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
+            position = consumer.position([tp])[0].offset
         except KafkaException:
             return None
-        if high < 0 or position < 0:
+        if high >= 0 and position >= 0:
+            return max(0, int(high) - int(position))
+        now = time.monotonic()
+        if now - self._empty_checked.get(partition, -1.0) < 1.0:
+            return self._empty.get(partition)
+        self._empty_checked[partition] = now
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+        except KafkaException:
             return None
-        return max(0, int(high) - int(position))
+        self._empty[partition] = 0 if low == high else None
+        return self._empty[partition]
 
     def close(self, timeout_s: float) -> None:
         """Leave the group (committing only with auto-commit on), waiting at most ``timeout_s``."""

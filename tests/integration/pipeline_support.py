@@ -18,6 +18,7 @@ from beatwatch.kafka import KafkaSettings, ensure_topics
 from beatwatch.tools import promtext
 from beatwatch.tools.broker import free_port
 from detector.service import DetectorSettings, run
+from tests.support.clients import client_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The shipped model; BEATWATCH_TEST_MODEL points the tests at another artifact.
@@ -36,7 +37,7 @@ class Topics:
 
 
 def create_topics(bootstrap: str, topics: Topics, partitions: int = 4) -> KafkaSettings:
-    settings = KafkaSettings(bootstrap_servers=bootstrap)
+    settings = client_settings(bootstrap)
     ensure_topics(settings, {topics.beats: partitions, topics.alerts: partitions, topics.dlq: 1})
     return settings
 
@@ -45,7 +46,7 @@ def detector_settings(
     bootstrap: str, topics: Topics, group: str, **overrides: Any
 ) -> DetectorSettings:
     values: dict[str, Any] = {
-        "kafka": KafkaSettings(bootstrap_servers=bootstrap),
+        "kafka": client_settings(bootstrap),
         "model_dir": MODEL_DIR,
         "beats_topic": topics.beats,
         "alerts_topic": topics.alerts,

@@ -139,3 +139,19 @@ def test_confluent_with_no_broker_fails_deliveries_and_closes_within_its_timeout
     assert not publisher.close(timeout_s=1.0)
     assert done.wait(5) and isinstance(outcomes[0], BaseException)
     assert time.monotonic() - started < 30  # bounded, not timed: no hang
+
+
+@pytest.mark.usefixtures("kafka_client")
+def test_an_empty_partition_read_from_its_start_has_no_lag(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    # How a state restore knows it has read a changelog partition to its end.
+    settings, topic = client_settings(kafka_bootstrap), f"{topic_prefix}-empty"
+    ensure_topics(settings, {topic: 1})
+    consumer = new_consumer(settings, ConsumerOptions())
+    consumer.assign([Partition(topic, 0)], from_beginning=True)
+    deadline = time.monotonic() + 20
+    while consumer.lag(Partition(topic, 0)) != 0 and time.monotonic() < deadline:
+        assert consumer.poll(timeout_ms=100, max_records=10) == []
+    assert consumer.lag(Partition(topic, 0)) == 0
+    consumer.close(timeout_s=5)

@@ -13,7 +13,6 @@ from kafka import KafkaProducer
 
 from beatwatch.artifact import load_artifact
 from beatwatch.data import load_ecg5000
-from beatwatch.kafka import KafkaSettings
 from beatwatch.tools import promtext
 from beatwatch.wire import BINARY_CONTENT_TYPE, BINARY_PREFIX
 from detector.batch import DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
@@ -31,8 +30,10 @@ from tests.integration.pipeline_support import (
     scrape_port,
     wait_for,
 )
+from tests.support.clients import client_settings, kafka_client  # noqa: F401
 
-pytestmark = pytest.mark.integration
+# Every test runs with each client library (kafka-python, confluent-kafka).
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("kafka_client")]
 SCHEMAS = REPO_ROOT / "docs" / "schemas"
 STREAMS = 16
 
@@ -65,7 +66,7 @@ def replay(
     bootstrap: str, topic: str, source: ReplaySource, fmt: str, first_seq: int | None = 0
 ) -> None:
     settings = ProducerSettings(
-        kafka=KafkaSettings(bootstrap_servers=bootstrap), topic=topic, rate_hz=0, streams=STREAMS,
+        kafka=client_settings(bootstrap), topic=topic, rate_hz=0, streams=STREAMS,
         wire_format=fmt, progress_interval_s=0, create_topics=False, first_seq=first_seq,
     )  # fmt: skip
     stats = produce(settings, source, threading.Event())
