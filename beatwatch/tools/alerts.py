@@ -19,7 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from beatwatch.alert import decode_alert
 from beatwatch.clients import (
@@ -30,6 +30,7 @@ from beatwatch.clients import (
     new_consumer,
 )
 from beatwatch.errors import ConfigError
+from beatwatch.incident import INCIDENTS_TOPIC, IncidentEvent, decode_incident, describe
 from beatwatch.kafka import (
     ALERTS_TOPIC,
     FETCH_MAX_WAIT_MS,
@@ -79,6 +80,17 @@ def format_alert(alert: dict[str, Any]) -> str:
     )
 
 
+def decode_incident_event(value: bytes) -> dict[str, Any]:
+    """An incident event as a plain dict (see :func:`beatwatch.incident.decode_incident`)."""
+    return dict(decode_incident(value))
+
+
+def format_incident(event: dict[str, Any]) -> str:
+    """One readable line for an incident event."""
+    when = time.strftime("%H:%M:%S", time.localtime(event["event_ts_ms"] / 1000))
+    return f"{when} {describe(cast(IncidentEvent, event))}"
+
+
 def iter_alerts(
     settings: KafkaSettings,
     topic: str,
@@ -87,8 +99,11 @@ def iter_alerts(
     group_id: str | None = None,
     from_beginning: bool = False,
     idle_timeout_s: float = 0.0,
+    decode: Callable[[bytes], dict[str, Any]] = decode_alert,
 ) -> Iterator[dict[str, Any]]:
     """Yield alerts from ``topic`` until ``stop`` (or ``idle_timeout_s`` without any).
+
+    ``decode`` parses each message value (:func:`decode_incident_event` for incidents).
 
     The idle clock starts at once, so ``idle_timeout_s`` also bounds the waits
     for the broker and for the topic; with 0 the topic is awaited until ``stop``.
@@ -128,7 +143,7 @@ def iter_alerts(
         while not stop.is_set():
             for record in consumer.poll(timeout_ms=200, max_records=500):
                 last_seen = time.monotonic()
-                yield decode_alert(record.value or b"")
+                yield decode(record.value or b"")
             if idle_timeout_s and time.monotonic() - last_seen > idle_timeout_s:
                 return
     finally:
@@ -205,6 +220,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(parser, "--alerts-topic", default=ALERTS_TOPIC,
                help="topic to read alerts from; a missing one is waited for (never created), "
                     "for at most --idle-timeout-s if given")  # fmt: skip
+    add_flag(parser, "--incidents", env="BEATWATCH_ALERTS_INCIDENTS",
+             help="tail incident events (open, update, close) instead of per-beat alerts; "
+                  "repeats of an (incident_id, event_seq) are dropped")  # fmt: skip
+    add_option(parser, "--incidents-topic", default=INCIDENTS_TOPIC,
+               help="topic to read incident events from, with --incidents")  # fmt: skip
     add_option(parser, "--group-id", default=None, help="join this consumer group (optional)",
                env="BEATWATCH_ALERTS_GROUP_ID")  # fmt: skip
     add_flag(parser, "--from-beginning", env="BEATWATCH_ALERTS_FROM_BEGINNING",
@@ -229,19 +249,28 @@ def main(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     stop = threading.Event()
     stop_on_signals(stop)
     dedup = Deduplicator()
+    incidents = bool(getattr(args, "incidents", False))
+    readable = format_incident if incidents else format_alert
     render: Callable[[dict[str, Any]], str] = (
-        (lambda alert: orjson.dumps(alert).decode()) if args.json else format_alert
+        (lambda alert: orjson.dumps(alert).decode()) if args.json else readable
     )
+
+    def identity(message: dict[str, Any]) -> str:
+        if incidents:
+            return f"{message['incident_id']}#{message['event_seq']}"
+        return str(message["alert_id"])
+
     printed = 0
     for alert in iter_alerts(
         kafka_settings_from_args(args),
-        args.alerts_topic,
+        args.incidents_topic if incidents else args.alerts_topic,
         stop,
         group_id=args.group_id,
         from_beginning=args.from_beginning,
         idle_timeout_s=args.idle_timeout_s,
+        decode=decode_incident_event if incidents else decode_alert,
     ):
-        if not args.keep_duplicates and not dedup.is_new(alert["alert_id"]):
+        if not args.keep_duplicates and not dedup.is_new(identity(alert)):
             continue
         print(render(alert), file=out, flush=True)
         printed += 1
