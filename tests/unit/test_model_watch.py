@@ -20,6 +20,7 @@ from detector.model_watch import (
     ModelWatcher,
     check_model_path,
     load_version,
+    open_model,
     warm_up,
 )
 from tests.unit.test_model_store import variant
@@ -81,6 +82,21 @@ def test_model_path_is_a_directory_or_a_root(versions: dict[str, Path], tmp_path
     (tmp_path / POINTER_FILE).write_text("../../etc\n")
     with pytest.raises(ArtifactError, match="must name one directory"):
         check_model_path(tmp_path)
+
+
+def test_open_model_checks_without_loading_and_warm_refuses_with_one_line(
+    versions: dict[str, Path], tmp_path: Path
+) -> None:
+    opened = open_model(versions["a"], MAX_BYTES)
+    assert opened.pointer is None and opened.artifact.path == versions["a"]
+    publish(versions["b"], tmp_path)
+    opened = open_model(tmp_path, MAX_BYTES)
+    assert opened.pointer == f"versions/{opened.artifact.model_version}"
+    loaded = opened.warm()
+    assert loaded.pointer == opened.pointer and loaded.context.threshold == 0.5
+    with pytest.raises(ArtifactError) as caught:
+        open_model(versions["unloadable"], MAX_BYTES).warm()
+    assert "\n" not in str(caught.value) and "cannot load model" in str(caught.value)
 
 
 def test_new_version_is_loaded_warmed_and_taken_once(
