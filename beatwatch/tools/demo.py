@@ -5,7 +5,9 @@ replaying the artifact's held-out test rows over a few dozen streams, shows a
 live view (beats/s, alerts/s, latency p50/p99, running precision and recall
 against the replayed labels, the latest alerts), and ends with a summary that
 compares the live alerts with an offline scoring of the same rows by the same
-artifact. Producer and detector run as child processes (as in production); a
+artifact. A live web console (``beatwatch console``) shows the alerts with
+their beats while it runs; its address is printed at the start. Producer,
+detector and console run as child processes (as in production); a
 Ctrl-C or SIGTERM at any moment stops them in order and leaves nothing behind.
 
 The children run the demo's own flags only: the user's ``BEATWATCH_*``
@@ -35,7 +37,7 @@ from beatwatch.artifact import CONFIG_FILE, SHIPPED_MODEL_DIR, Artifact, load_ar
 from beatwatch.data import Dataset
 from beatwatch.errors import ArtifactError, ConfigError, DataError
 from beatwatch.kafka import KafkaSettings, ensure_topics
-from beatwatch.settings import add_option, positive_float, positive_int
+from beatwatch.settings import add_flag, add_option, int_between, positive_float, positive_int
 from beatwatch.tools import promtext
 from beatwatch.tools.alerts import Deduplicator, iter_alerts
 from beatwatch.tools.broker import EmbeddedBroker, free_port
@@ -94,6 +96,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="a PLAINTEXT Kafka to use instead of starting the embedded broker",
     )
+    add_option(parser, "--console-port", default=0, type=int_between(0, 65535),
+               env="BEATWATCH_DEMO_CONSOLE_PORT",
+               help="port of the live web console on 127.0.0.1 (0 = any free port)")  # fmt: skip
+    add_flag(parser, "--no-console", env="BEATWATCH_DEMO_NO_CONSOLE",
+             help="do not start the live web console")  # fmt: skip
 
 
 class View:
@@ -103,6 +110,7 @@ class View:
         self.expected = expected
         self.labels = labels
         self.tty = sys.stdout.isatty()
+        self.console_url: str | None = None
         self._last: tuple[float, float, float] = (time.monotonic(), 0.0, 0.0)
 
     def draw(self, samples: promtext.Samples, alerts: LiveAlerts) -> None:
@@ -136,6 +144,8 @@ class View:
             return
         lines = ["\x1b[2J\x1b[H beatwatch demo - Ctrl-C stops everything", "", " " + status, "",
                  " latest alerts:"]  # fmt: skip
+        if self.console_url:
+            lines[1] = f" console: {self.console_url}"
         lines += [
             f"  {a['stream']} beat {a['seq']:>4}  score/threshold {a['score_ratio']:.2f}  "
             f"label {a.get('label')}  {a['explanation']['summary'][:70]}"
@@ -314,6 +324,19 @@ def run(args: argparse.Namespace) -> int:
         metrics_url = f"http://127.0.0.1:{metrics_port}"
         print(f"starting detector (metrics: {metrics_url}/metrics) ...", flush=True)
         wait_ready(f"{metrics_url}/ready", detector, logs / "detector.log", timeout_s=90)
+        console_url, console = None, None
+        if not args.no_console:
+            console_port = args.console_port or free_port()
+            console = stack.enter_context(child(
+                [python, "-m", "beatwatch.cli", "console", "--bootstrap-servers", bootstrap,
+                 "--model", str(model_dir), "--port", str(console_port),
+                 "--metrics-url", f"{metrics_url}/metrics",
+                 "--group-id", f"demo-console-{os.getpid()}"],
+                logs / "console.log",
+            ))  # fmt: skip
+            console_url = f"http://127.0.0.1:{console_port}/"
+            wait_ready(f"{console_url}healthz", console, logs / "console.log", 30, name="console")
+            print(f"console: {console_url} (open it in a browser)", flush=True)
         collector = threading.Thread(target=alerts.collect, args=(kafka, stop), daemon=True)
         collector.start()
         producer_command = [
@@ -329,8 +352,10 @@ def run(args: argparse.Namespace) -> int:
         stack.callback(stop.set)
         # For whoever checks that the demo leaves no process behind (its test does).
         children = [detector.pid, producer.pid] + ([] if external else [broker.process.pid])  # type: ignore[union-attr]
+        children += [console.pid] if console else []
         (logs / "pids").write_text("\n".join(map(str, children)) + "\n")
         view = View(len(rows), labels)
+        view.console_url = console_url
         started = time.monotonic()
         samples: promtext.Samples = {}
         settled_since = None

@@ -105,14 +105,18 @@ def waited_ns(first: dict[int, int], last: dict[int, int]) -> int:
 
 
 def wait_ready(
-    url: str, process: subprocess.Popen[bytes], log_path: Path, timeout_s: float
+    url: str,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    timeout_s: float,
+    name: str = "detector",
 ) -> None:
-    """Wait for ``url`` to answer 200, failing early if ``process`` dies."""
+    """Wait for ``url`` to answer 200, failing early if ``process`` (``name``) dies."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-            raise ConfigError(f"detector exited with code {process.returncode}: {tail[0]}")
+            raise ConfigError(f"{name} exited with code {process.returncode}: {tail[0]}")
         with (
             contextlib.suppress(urllib.error.URLError, OSError),
             urllib.request.urlopen(url, timeout=1) as response,
@@ -120,4 +124,4 @@ def wait_ready(
             if response.status == 200:
                 return
         time.sleep(0.2)
-    raise ConfigError(f"detector not ready after {timeout_s:.0f} s (log: {log_path})")
+    raise ConfigError(f"{name} not ready after {timeout_s:.0f} s (log: {log_path})")

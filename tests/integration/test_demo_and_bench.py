@@ -33,7 +33,7 @@ def test_demo_finishes_on_its_own_and_matches_the_offline_scoring(tmp_path: Path
     assert live.group(1).split() == trainer.group(1).split()
     # Nothing left behind: broker, detector and producer have all exited.
     pids = [int(line) for line in (tmp_path / "pids").read_text().split()]
-    assert len(pids) == 3
+    assert len(pids) == 4  # broker, detector, producer, console
     for pid in pids:
         assert (
             not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
@@ -78,7 +78,7 @@ def test_sigterm_stops_the_demo_and_every_child(tmp_path: Path) -> None:
             time.sleep(0.2)
         time.sleep(0.5)  # the file is written in one go, but may just have been created
         pids = [int(line) for line in (tmp_path / "pids").read_text().split()]
-        assert len(pids) == 3 and all(alive(pid) for pid in pids)
+        assert len(pids) == 4 and all(alive(pid) for pid in pids)
         demo.send_signal(signal.SIGTERM)
         _, stderr = demo.communicate(timeout=60)
         assert demo.returncode == 130, stderr
