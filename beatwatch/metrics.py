@@ -257,7 +257,7 @@ class DetectorMetrics:
         )
         self.ready = Gauge(
             "beatwatch_ready",
-            "1 when the model is loaded and partitions are assigned, else 0.",
+            "1 when the model is loaded, partitions are assigned and the broker answers, else 0.",
             registry=registry,
         )
         self.model_threshold = Gauge(

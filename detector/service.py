@@ -216,9 +216,7 @@ class _Assignment:
         log.info("partitions assigned: %s", _names(assigned))
 
     def _publish_state(self) -> None:
-        # The model is loaded before the consumer exists, so ready == assigned.
         self._metrics.assigned_partitions.set(len(self.partitions))
-        self._metrics.ready.set(1 if self.partitions else 0)
 
     def clear(self) -> None:
         """Forget every partition (the consumer closed)."""
@@ -263,6 +261,8 @@ class Detector:
             )
         self.steps: list[BatchStep] = []
         self.assignment = _Assignment(self.metrics, self.steps)
+        # Read when scraped, like /ready: a blocked loop cannot leave it stale.
+        self.metrics.ready.set_function(lambda: 1.0 if self.ready else 0.0)
         if settings.incidents:
             from detector.stream_state import state_step  # it imports this module
 
@@ -307,8 +307,14 @@ class Detector:
 
     @property
     def ready(self) -> bool:
-        """Model loaded (always, once constructed) and partitions assigned."""
-        return bool(self.assignment.partitions)
+        """Model loaded (always, once constructed), partitions assigned and the broker answering.
+
+        The broker counts as answering while the consumer knows its group
+        coordinator: a silently cut link turns this False within a session
+        timeout, and True again once the client has found the coordinator.
+        """
+        consumer = self.consumer
+        return bool(self.assignment.partitions) and consumer is not None and consumer.in_contact()
 
     def connect(self, stop: threading.Event) -> bool:
         """Create the consumer and producer, retrying with backoff until ``stop``.

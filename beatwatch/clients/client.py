@@ -285,6 +285,15 @@ class Consumer(Protocol):
         """Records behind the partition's end, or None while unknown."""
         ...
 
+    def in_contact(self) -> bool:
+        """Whether the broker answers: for a group member, its group coordinator is known.
+
+        A link that drops packets silently leaves sockets open; this turns False
+        once the client's own timeouts (a session timeout at most) give up on
+        the coordinator, and True again when it is found.
+        """
+        ...
+
     def close(self, timeout_s: float) -> None:
         """Leave the group and close within ``timeout_s`` (committing only with ``auto_commit``)."""
         ...

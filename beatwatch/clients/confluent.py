@@ -23,6 +23,7 @@ the configuration is never logged.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -288,6 +289,8 @@ class ConfluentConsumer:
     def __init__(self, settings: KafkaSettings, options: ConsumerOptions) -> None:
         self._helper = _Helper()
         self._errors = _ErrorLog()
+        self._in_group = options.group_id is not None
+        self._contact = True
         # Per partition not fetched from yet: when the broker was last asked
         # whether it is empty, and the lag that answer gave (0, or unknown).
         self._empty_checked: dict[Partition, float] = {}
@@ -309,6 +312,10 @@ class ConfluentConsumer:
                 "queued.max.messages.kbytes": QUEUED_MAX_KBYTES,
                 "allow.auto.create.topics": options.allow_auto_create_topics,
                 "enable.partition.eof": False,
+                # Statistics once a second say whether the group coordinator is up
+                # (in_contact); librdkafka has no call that answers it directly.
+                "statistics.interval.ms": 1000,
+                "stats_cb": self._on_stats,
             },
         )
 
@@ -380,6 +387,21 @@ class ConfluentConsumer:
                 )
             )
         return records
+
+    def _on_stats(self, text: str) -> None:
+        try:
+            stats = json.loads(text)
+        except ValueError:
+            return
+        if self._in_group:
+            self._contact = stats.get("cgrp", {}).get("state") == "up"
+        else:
+            brokers = stats.get("brokers", {}).values()
+            self._contact = any(b.get("state") == "UP" for b in brokers)
+
+    def in_contact(self) -> bool:
+        """The group coordinator is up (the broker, without a group), per the last statistics."""
+        return self._contact
 
     def _on_error(self, message: _Message) -> None:
         error = message.error()

@@ -94,6 +94,7 @@ class FakeConsumer:
         seeks: the latest ``seek`` per partition.
         fail_commit: when set, ``commit`` raises ``CommitError`` with it.
         lags: what ``lag`` reports per partition.
+        contact: what ``in_contact`` reports.
     """
 
     batches: list[list[Record]] = field(default_factory=list)
@@ -101,6 +102,7 @@ class FakeConsumer:
     seeks: dict[Partition, int] = field(default_factory=dict)
     fail_commit: str | None = None
     lags: dict[Partition, int] = field(default_factory=dict)
+    contact: bool = True
     on_assign: PartitionsCallback | None = None
     on_revoke: PartitionsCallback | None = None
     closed: bool = False
@@ -145,6 +147,10 @@ class FakeConsumer:
     def lag(self, partition: Partition) -> int | None:
         """From ``lags``."""
         return self.lags.get(partition)
+
+    def in_contact(self) -> bool:
+        """From ``contact``."""
+        return self.contact
 
     def close(self, timeout_s: float) -> None:
         """Mark closed."""

@@ -309,6 +309,13 @@ class KafkaPythonConsumer:
             return None
         return None if position is None else max(0, highwater - position)
 
+    def in_contact(self) -> bool:
+        """The group coordinator is known (kafka-python marks it dead when a session expires)."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is None or self._consumer.config.get("group_id") is None:
+            return True  # no group: nothing to lose contact with between fetches
+        return not coordinator.coordinator_unknown()
+
     def close(self, timeout_s: float) -> None:
         """Leave the group, committing only with auto-commit on; wait at most ``timeout_s``."""
         self._consumer.close(autocommit=self._auto_commit, timeout_ms=int(timeout_s * 1000))
