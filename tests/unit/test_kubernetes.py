@@ -410,6 +410,11 @@ def test_the_autoscaler_watches_the_detectors_group_and_topic(rendered):
 def test_topics_are_the_programs_topics_and_the_changelog_is_co_partitioned(rendered, name):
     topics = created_topics(rendered[name])
     assert set(topics) == TOPICS
+    for job in find(rendered[name], "Job", "beatwatch-topics"):
+        env = container_env(rendered[name], pod_spec(job)["containers"][0])
+        assert int(env["BEATWATCH_REPLICATION_FACTOR"]) == 3
+        assert int(env["BEATWATCH_MIN_INSYNC_REPLICAS"]) == 2
+        assert int(env["BEATWATCH_RETENTION_MS"]) > 0
     assert topics[STATE_TOPIC] == topics[BEATS_TOPIC]
     for topic in find(rendered[name], "KafkaTopic"):
         config = topic["spec"]["config"]
