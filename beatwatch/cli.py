@@ -22,7 +22,10 @@ from beatwatch.kafka import SecretRedactor
 # name -> (module, one-line help). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("trainer.cli", "train, calibrate and evaluate a model; write an artifact"),
-    "evaluate": ("trainer.evaluate_cli", "recompute a saved artifact's metrics on its test rows"),
+    "evaluate": (
+        "trainer.evaluate_cli",
+        "score a saved artifact: its test rows, any labelled CSV, or annotated records (EC57)",
+    ),
     "produce": ("producer.cli", "replay beats onto the beats topic"),
     "detect": ("detector.cli", "score beats from the beats topic and publish alerts"),
     "alerts": ("beatwatch.tools.alerts", "tail the alerts topic"),
