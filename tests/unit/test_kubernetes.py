@@ -66,8 +66,9 @@ from tests.kubernetes_support import (
 from tests.unit.test_deploy_files import contract_exposition
 
 COMPOSE = REPO / "docker-compose.yml"
-# Kubernetes versions the built-in kinds must validate against: the oldest one
-# still in upstream support when these files were written, and the newest known.
+# Kubernetes versions the built-in kinds must validate against: an older release
+# (PodDisruptionBudget policy/v1 and the other APIs used are GA there) and the
+# newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = ("1.31.0", kubernetes_validate.latest_version())
 # Compose services whose program runs in a pod, and the command each runs.
 PROGRAMS = {"detector": "detect", "producer": "produce", "trainer": "train"}
