@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
-from trainer.ec57 import auroc, format_table, match_beats, score_record, summarize
+from trainer.ec57 import (
+    RecordResult,
+    auroc,
+    format_table,
+    match_beats,
+    score_record,
+    summarize,
+)
 
 FS = 100.0  # 1 sample = 10 ms: the 150 ms window is 15 samples
 N_SAMPLES = 100_000  # 1000 s
@@ -38,7 +47,7 @@ def test_auroc_known_values():
     assert auroc(np.array([]), np.array([1.0])) is None
 
 
-def _record(**overrides):
+def _record(**overrides: Any) -> RecordResult:
     """Reference beats every second from 1 s; the first 5 min (300 s) are not scored.
 
     After 300 s: beats at 301..310 s, classes N N V V S N N F Q N.
@@ -57,7 +66,7 @@ def _record(**overrides):
         alerts[where[t]] = True
     scores[alerts] = 5.0
     scores[where[30403]] = 4.0  # the V beat not alerted still scores high
-    args = {
+    args: dict[str, Any] = {
         "name": "r1", "fs_hz": FS, "n_samples": N_SAMPLES, "ref_index": ref,
         "ref_class": classes, "test_index": test, "test_score": scores, "test_alert": alerts,
     }  # fmt: skip

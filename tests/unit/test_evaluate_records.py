@@ -16,7 +16,7 @@ from trainer.evaluate_records import evaluate_records
 
 
 @pytest.fixture(scope="module")
-def wfdb_dir(tmp_path_factory) -> Path:
+def wfdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("records")
     write_wfdb(synthetic_ecg(330.0, seed=11), directory, "s1")
     write_wfdb(synthetic_ecg(330.0, seed=12, pvc_every=5), directory, "s2")

@@ -18,20 +18,20 @@ NO_BROKER = ["--bootstrap-servers", "127.0.0.1:9", "--progress-interval-s", "0"]
 
 
 @pytest.fixture(scope="module")
-def record(tmp_path_factory) -> Path:
+def record(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_wfdb(synthetic_ecg(30.0, seed=2), tmp_path_factory.mktemp("rec"), "syn2")
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("model")
     (directory / "artifact.json").write_text(json.dumps({"segmentation": Segmentation().to_dict()}))
     return directory
 
 
-def _refused(capsys, *argv: str) -> str:
+def _refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     assert beatwatch_main(["produce", *NO_BROKER, *argv]) == 2
-    err = capsys.readouterr().err.strip()
+    err: str = capsys.readouterr().err.strip()
     assert "\n" not in err
     return err
 
