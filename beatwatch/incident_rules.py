@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from beatwatch.errors import ConfigError
 from beatwatch.incident import IncidentEvent, Kind, Severity, incident_id
@@ -100,9 +100,8 @@ class IncidentRules:
         return cls(**values)
 
 
-@dataclass(frozen=True)
-class BeatVerdict:
-    """What the machine needs of one scored beat.
+class BeatVerdict(NamedTuple):
+    """What the machine needs of one scored beat (a tuple: built for every beat).
 
     Attributes:
         seq: the beat's per-stream number.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +81,7 @@ def test_a_run_rate_floor_keeps_slow_runs_from_opening_unless_rr_is_unknown():
     slow = _beats("....xxx..", fast_rr_ms=800)
     assert _run(slow, rules=rules)[0] == []
     assert [e["rule"] for e in _run(_beats("....xxx", fast_rr_ms=600), rules=rules)[0]] == ["run"]
-    unknown = [replace(b, rr_prev_ms=None) for b in slow]
+    unknown = [b._replace(rr_prev_ms=None) for b in slow]
     assert [e["rule"] for e in _run(unknown, rules=rules)[0]] == ["run"]
 
 
