@@ -122,3 +122,26 @@ def test_live_alerts_are_compared_beat_for_beat(wfdb_dir, tmp_path):
     assert comparison["beats_alerted_differently"] == 2
     assert comparison["live_alerts_not_on_a_beat"] == 1
     assert report["live"]["live"]["veb"]["tp"] == report["live"]["evaluate"]["veb"]["tp"] - 2
+
+
+@pytest.mark.tensorflow
+def test_all_rows_scores_any_labelled_csv(tmp_path, capsys):
+    """Not the training file: every row is scored and the metrics printed and written."""
+    rng = np.random.default_rng(0)
+    wave = np.sin(np.linspace(0, 6, 140))
+    rows = [
+        ",".join(f"{v:.4f}" for v in wave * (1 + 0.1 * rng.standard_normal())) + f",{i % 2}"
+        for i in range(30)
+    ]
+    data = tmp_path / "other.csv"
+    data.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "m.json"
+    code = beatwatch_main(["evaluate", "--data", str(data), "--all-rows", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "all 30 rows" in printed
+    metrics = json.loads(out.read_text())
+    assert metrics["n"] == 30
+    assert sum(metrics["confusion"].values()) == 30
+    # Without --all-rows the same file is refused: it is not the training data.
+    assert beatwatch_main(["evaluate", "--data", str(data)]) == 2
+    assert "is not the training data" in capsys.readouterr().err
