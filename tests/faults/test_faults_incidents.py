@@ -44,7 +44,9 @@ pytestmark = pytest.mark.integration
 BUCKET = test_faults_broker.BUCKET
 s3_env = test_faults_broker.s3_env  # the local S3 fixture that survives a broker restart
 STREAMS = 16
-SILENCE_S = 4.0
+# Long enough that a producer thread starved of CPU on a loaded 2-core machine
+# (load average above 20 seen) does not look like a silent stream.
+SILENCE_S = 8.0
 RULES = IncidentRules(silence_s=SILENCE_S)
 
 
@@ -160,6 +162,23 @@ def _create(bootstrap: str, prefix: str) -> KafkaSettings:
     return kafka
 
 
+def wait_for_closes(kafka: KafkaSettings, topic: str, timeout_s: float = 90) -> Ledger:
+    """Read the incidents topic until every stream's incident has a close (durable, not a gauge).
+
+    A gauge of open incidents drops to 0 for a moment in every rebalance (the
+    partitions are revoked before they are assigned again), so tests wait on
+    the topic instead.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ledger = Ledger.read(kafka, topic, 3 * STREAMS)
+        if len(ledger.events) == STREAMS and all(ledger.closes(s) for s in ledger.events):
+            return ledger
+        if time.monotonic() > deadline:
+            return ledger
+        time.sleep(1)
+
+
 def _assert_one_whole_incident_per_stream(ledger: Ledger, beats_per_stream: int) -> None:
     assert len(ledger.events) == STREAMS
     assert ledger.split() == 0, "an incident was split in two"
@@ -196,9 +215,8 @@ def test_i1_kill_9_while_incidents_are_open_loses_and_splits_nothing(
         wait_for(lambda: second.value("beatwatch_incidents_open") == STREAMS, 60, "restored")
         stats = feeder.join(120)
         assert stats.acknowledged == n and stats.errors == 0
-        wait_for(lambda: second.value("beatwatch_incidents_open") == 0, 60, "closed by silence")
+        ledger = wait_for_closes(kafka, incidents)
         restore_s = second.value("beatwatch_state_restore_seconds_sum")
-    ledger = Ledger.read(kafka, incidents, 2 * STREAMS)
     print("\n" + ledger.line("I1", state_restore_s=round(restore_s, 3)))
     _assert_one_whole_incident_per_stream(ledger, n // STREAMS)
 
@@ -226,21 +244,21 @@ def test_i2_scale_1_3_1_during_open_incidents_keeps_one_open_per_incident(
         wait_for(lambda: first.value("beatwatch_incidents_open") == STREAMS, 60, "all open")
         second.start()
         third.start()
-        wait_for(lambda: all(d.value("beatwatch_assigned_partitions") >= 1 for d in trio), 60,
-                 "a split over three")  # fmt: skip
+        # Each open incident is held by exactly one detector once the state is rebuilt.
+        wait_for(lambda: all(d.value("beatwatch_assigned_partitions") >= 1 for d in trio)
+                 and sum(d.value("beatwatch_incidents_open") for d in trio) == STREAMS, 60,
+                 "the open incidents held over three")  # fmt: skip
         open_over_three = [int(d.value("beatwatch_incidents_open")) for d in trio]
         time.sleep(2)
         second.close()
         third.close()
         wait_for(lambda: first.value("beatwatch_assigned_partitions") == 4, 60, "back to one")
         stats = feeder.join(60)
-        wait_for(lambda: first.value("beatwatch_incidents_open") == 0, 60, "closed by silence")
+        ledger = wait_for_closes(kafka, incidents)
         first.close()
     assert stats.acknowledged == n and stats.errors == 0
-    ledger = Ledger.read(kafka, incidents, 2 * STREAMS)
     print("\n" + ledger.line("I2", open_per_detector_over_three=open_over_three,
                              ownership_overlaps=len(ownership.violations())))  # fmt: skip
-    assert sum(open_over_three) == STREAMS, "each open incident held by exactly one detector"
     _assert_one_whole_incident_per_stream(ledger, n // STREAMS)
     opens = [e for es in ledger.events.values() for e in es if e["kind"] == "open"]
     assert len({e["incident_id"] for e in opens}) == STREAMS
@@ -280,15 +298,18 @@ def test_i3_broker_restart_during_open_incidents_splits_nothing(
             time.sleep(down_s)
             broker.start()
             stats = feeder.join(180)
-            wait_for(lambda: detector.value("beatwatch_incidents_open") == 0, 120, "closed")
+            ledger = wait_for_closes(kafka, incidents, timeout_s=120)
             errors = int(detector.value("beatwatch_broker_errors_total"))
         finally:
             detector.close()
-        ledger = Ledger.read(kafka, incidents, 2 * STREAMS)
     finally:
         broker.stop()
+    # tansu on S3 drops some acknowledged writes across kill -9 (see R6): an
+    # incident whose open it dropped still has its close, with the same id.
+    no_open = sum(1 for es in ledger.events.values() if not any(e["kind"] == "open" for e in es))
     print("\n" + ledger.line("I3", broker_down_s=down_s, detector_broker_errors=errors,
-                             producer_errors=stats.errors))  # fmt: skip
+                             producer_errors=stats.errors,
+                             opens_dropped_by_the_broker=no_open))  # fmt: skip
     assert len(ledger.events) == STREAMS
     assert ledger.split() == 0 and ledger.conflicting_repeats() == 0
     assert ledger.two_open_at_once() == 0 and ledger.reopened() == 0
@@ -313,18 +334,17 @@ def test_i4_a_stream_silent_longer_than_the_close_period_closes_while_others_sta
         wait_for(lambda: detector.value("beatwatch_assigned_partitions") == 4, 60, "assigned")
         produce(phase1, source_of(ecg_samples, first_beats * STREAMS), threading.Event())
         wait_for(lambda: detector.value("beatwatch_incidents_open") == STREAMS, 60, "all open")
-        # Half the streams go on (seq continues) for 3x the silence period; half go silent.
+        # Half the streams go on (seq continues) for 2.5x the silence period; half go silent.
         phase2 = replace(phase1, streams=talkers, rate_hz=200.0, first_seq=first_beats)
-        talking = BackgroundProducer(phase2, source_of(ecg_samples, int(200 * SILENCE_S * 3)))
+        talking = BackgroundProducer(phase2, source_of(ecg_samples, int(200 * SILENCE_S * 2.5)))
         talking.start()
         wait_for(lambda: detector.value("beatwatch_incidents_open") == talkers, 30,
                  "the silent half closed")  # fmt: skip
         still_talking = talking.thread is not None and talking.thread.is_alive()
         talking.join(60)
-        wait_for(lambda: detector.value("beatwatch_incidents_open") == 0, 30, "all closed")
+        ledger = wait_for_closes(kafka, incidents)
     finally:
         detector.close()
-    ledger = Ledger.read(kafka, incidents, 2 * STREAMS)
     print("\n" + ledger.line("I4", closed_while_others_talked=still_talking))
     assert still_talking, "the silent streams closed only after the others stopped"
     silent = [s for s in ledger.events if int(s.split("-")[1]) >= talkers]
