@@ -17,15 +17,23 @@ FAST := not integration and not subprocess and not tensorflow and not slow
 
 .PHONY: venv demo test test-fast lint bench train lock data system-deps checkov kubectl clean
 
+# uv installs what pip would, from the same lock, in half the time or less: it
+# downloads in parallel and keeps a cache (~/.cache/uv). pip only brings uv.
+UV := $(VENV)/bin/uv
+INSTALL = $(UV) pip install --quiet --python $(PY) $(CONSTRAINTS)
+
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(RUNTIME): pyproject.toml $(LOCK) | $(PY)
-	$(PY) -m pip install -q $(CONSTRAINTS) -e '.[embedded]'
+$(UV): | $(PY)
+	$(PY) -m pip install -q $(CONSTRAINTS) uv
+
+$(RUNTIME): pyproject.toml $(LOCK) | $(UV)
+	$(INSTALL) -e '.[embedded]'
 	touch $@
 
-$(DEV): pyproject.toml $(LOCK) | $(PY)
-	$(PY) -m pip install -q $(CONSTRAINTS) -e '.[dev]'
+$(DEV): pyproject.toml $(LOCK) | $(UV)
+	$(INSTALL) -e '.[dev]'
 	touch $@ $(RUNTIME)
 
 venv: $(DEV)
@@ -38,11 +46,10 @@ demo: $(RUNTIME)
 # package to the newest version its range allows.
 # checkov has its own lock, constraints-checkov.txt (its environment: `make checkov`).
 LOCK_ARGS ?=
-UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --python-version 3.11 \
+UV_COMPILE = $(UV) pip compile --quiet --python-version 3.11 \
   --python-platform x86_64-manylinux_2_28 --annotation-style line \
   --custom-compile-command "make lock" $(LOCK_ARGS)
-lock: | $(PY)
-	$(PY) -m pip install -q $(CONSTRAINTS) uv
+lock: | $(UV)
 	$(UV_COMPILE) pyproject.toml --all-extras -o constraints.txt
 	echo "checkov==$(CHECKOV_VERSION)" | $(UV_COMPILE) - -o constraints-checkov.txt
 
@@ -83,9 +90,10 @@ lint: $(DEV)
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 CHECKOV_LOCK := constraints-checkov.txt
-$(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION): $(CHECKOV_LOCK)
+$(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION): $(CHECKOV_LOCK) | $(UV)
 	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install -q $(if $(LOCK),-c $(CHECKOV_LOCK)) checkov==$(CHECKOV_VERSION)
+	$(UV) pip install --quiet --python $(CHECKOV_VENV)/bin/python \
+	  $(if $(LOCK),-c $(CHECKOV_LOCK)) checkov==$(CHECKOV_VERSION)
 	touch $@
 
 checkov: $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
