@@ -411,6 +411,10 @@ def test_the_autoscaler_watches_the_detectors_group_and_topic(rendered):
 def test_topics_are_the_programs_topics_and_the_changelog_is_co_partitioned(rendered, name):
     topics = created_topics(rendered[name])
     assert set(topics) == TOPICS
+    detector = pod_spec(one(rendered[name], "Deployment", "beatwatch-detector"))["containers"][0]
+    env = container_env(rendered[name], detector)
+    for variable in ("BEATS", "ALERTS", "DLQ", "INCIDENTS", "STATE"):
+        assert env[f"BEATWATCH_{variable}_TOPIC"] in topics, f"{name}: the detector's {variable}"
     for job in find(rendered[name], "Job", "beatwatch-topics"):
         env = container_env(rendered[name], pod_spec(job)["containers"][0])
         assert int(env["BEATWATCH_REPLICATION_FACTOR"]) == 3
