@@ -83,6 +83,11 @@ def test_publish_refuses(two: tuple[Path, Path], tmp_path: Path) -> None:
         publish(legacy, tmp_path / "r1")
     with pytest.raises(ArtifactError, match="is an artifact directory, not a model root"):
         publish(a, shutil.copytree(a, tmp_path / "art"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "notes.txt").write_text("mine")
+    with pytest.raises(ArtifactError, match="non-empty directory without CURRENT or versions/"):
+        publish(a, tmp_path / "home")
+    assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["notes.txt"]
     broken = shutil.copytree(a, tmp_path / "broken")
     (broken / "model.keras").write_bytes(b"not a zip")
     with pytest.raises(ArtifactError, match="checksum mismatch"):
@@ -121,6 +126,7 @@ def test_pointer_must_name_one_version(tmp_path: Path, pointer: str) -> None:
         read_pointer(tmp_path)
 
 
+@pytest.mark.slow
 def test_pointer_is_never_half_written(two: tuple[Path, Path], tmp_path: Path) -> None:
     """A reader loading the current version while versions switch always gets a whole one."""
     a, b = two
