@@ -97,6 +97,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(descriptor)
 
 
+def _foreign(root: Path) -> bool:
+    """Whether ``root`` holds files of something other than a model root."""
+    if not root.is_dir() or is_model_root(root) or (root / VERSIONS_DIR).is_dir():
+        return False
+    try:
+        return any(root.iterdir())
+    except OSError:
+        return False  # mkdir or the copy will say why, in one line
+
+
 def _check_same_length(root: Path, artifact: Artifact) -> None:
     """Refuse a version whose beats differ in length from the current version's."""
     if not is_model_root(root):
@@ -170,8 +180,9 @@ def publish(source: str | Path, root: str | Path, *, switch: bool = True) -> Art
 
     Raises:
         ArtifactError: one line when ``source`` is not a valid artifact or
-            has no content checksum, ``root`` is an artifact itself, the input
-            length differs from the current version's, or writing fails.
+            has no content checksum, ``root`` is an artifact itself or a
+            non-empty directory of other files, the input length differs from
+            the current version's, or writing fails.
     """
     source, root = Path(source), Path(root)
     artifact = load_artifact(source)
@@ -182,6 +193,11 @@ def publish(source: str | Path, root: str | Path, *, switch: bool = True) -> Art
         )
     if (root / CONFIG_FILE).exists():
         raise ArtifactError(f"{root} is an artifact directory, not a model root")
+    if _foreign(root):
+        raise ArtifactError(
+            f"{root} is a non-empty directory without {POINTER_FILE} or {VERSIONS_DIR}/ "
+            "(not a model root); refusing to write into it"
+        )
     _check_same_length(root, artifact)
     versions = root / VERSIONS_DIR
     target = versions / artifact.model_version
