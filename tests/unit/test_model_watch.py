@@ -182,3 +182,14 @@ def test_thread_loads_off_the_caller(
         assert calls == [f"versions/{taken.version}"]
     finally:
         watcher.stop()
+
+
+def test_detect_refuses_a_bad_model_root_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from beatwatch.cli import main
+
+    (tmp_path / POINTER_FILE).write_text("nonsense\n")
+    assert main(["detect", "--model", str(tmp_path), "--metrics-port", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "CURRENT: must name one directory" in err
