@@ -1,12 +1,13 @@
 """The console's Kafka access, all of it: the live feed of alerts and incidents, and beat reads.
 
-Kept in this one module so that it moves onto another client with one edit.
-The feed joins its own consumer group and survives broker restarts the way
-``beatwatch alerts`` starts: it probes the broker before creating a client
-(no leaked threads or sockets through an outage), waits for the alerts topic
-without creating it, and while connected probes the broker every few seconds;
-when the broker is gone the consumer is closed and the whole wait starts again.
-The incidents topic is optional: it is joined when it appears.
+Clients come from the Kafka client seam (:mod:`beatwatch.clients`), so the
+console runs on either client library (``--kafka-client``). The feed joins its
+own consumer group and survives broker restarts the way ``beatwatch alerts``
+starts: it probes the broker before creating a client (no leaked threads or
+sockets through an outage), waits for the alerts topic without creating it,
+and while connected probes the broker every few seconds; when the broker is
+gone the consumer is closed and the whole wait starts again. The incidents
+topic is optional: it is joined when it appears.
 """
 
 from __future__ import annotations
@@ -15,9 +16,16 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
+from beatwatch.clients import (
+    ClientError,
+    Consumer,
+    ConsumerOptions,
+    Partition,
+    Record,
+    new_consumer,
+    next_offsets,
+)
 from beatwatch.kafka import KafkaSettings, broker_listens, wait_for_broker
 from beatwatch.tools.console.state import BadMessage, Store, parse_alert, parse_incident
 
@@ -29,33 +37,15 @@ PROBE_S = 2.0
 TOPIC_RETRY_S = 0.5
 # A fetch the broker may hold while nothing is new: the page needs no lower latency.
 FETCH_MAX_WAIT_MS = 100
-# Backward scan of a partition for a stream's recent beats: records per step, and in all.
+POLL_RECORDS = 1000
+# How often the feed commits what it has read (a --group-id console resumes there).
+COMMIT_S = 5.0
+CLOSE_TIMEOUT_S = 3.0
+# A stream's recent beats are looked for around its newest alert: records per
+# step backwards, and records read in all.
 STRIP_STEP_RECORDS = 2000
 STRIP_SCAN_RECORDS = 20_000
 READ_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True)
-class Record:
-    """One record read from the beats topic."""
-
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-
-
-def _consumer(settings: KafkaSettings, **config: Any) -> Any:
-    from kafka import KafkaConsumer
-
-    return KafkaConsumer(**settings.client_kwargs(), **config)
-
-
-def _partition(topic: str, partition: int) -> Any:
-    from kafka import TopicPartition
-
-    return TopicPartition(topic, partition)
 
 
 class Feed:
@@ -67,7 +57,8 @@ class Feed:
         alerts_topic: the detector's alerts topic.
         incidents_topic: the incidents topic, or None; read once it exists.
         group_id: the console's own consumer group.
-        from_latest: start at new alerts instead of the oldest the topic keeps.
+        from_latest: a group without committed offsets starts at new alerts,
+            not at the oldest the topic keeps.
     """
 
     def __init__(
@@ -84,9 +75,19 @@ class Feed:
         self.store = store
         self.alerts_topic = alerts_topic
         self.incidents_topic = incidents_topic
-        self.group_id = group_id
-        self.from_latest = from_latest
-        self._positioned: set[tuple[str, int]] = set()
+        self.options = ConsumerOptions(
+            group_id=group_id,
+            # Committed in the loop, never on close: a close after a broker
+            # restart would commit to (and so recreate) a topic that is gone.
+            auto_commit=False,
+            # "earliest" by default also after a broker restart that lost the
+            # group's offsets (memory storage): a recreated topic's alerts are all new.
+            auto_offset_reset="latest" if from_latest else "earliest",
+            max_batch=POLL_RECORDS,
+            session_timeout_ms=10_000,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            allow_auto_create_topics=False,
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Feed the store until ``stop``, reconnecting through every outage."""
@@ -101,30 +102,28 @@ class Feed:
                 stop.wait(1.0)
 
     def _session(self, stop: threading.Event) -> None:
-        consumer = _consumer(
-            self.settings,
-            group_id=self.group_id,
-            enable_auto_commit=True,
-            # "earliest" also after a broker restart that lost offsets (memory
-            # storage): the alerts of a recreated topic are all new.
-            auto_offset_reset="earliest",
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-            allow_auto_create_topics=False,
-        )
+        consumer = new_consumer(self.settings, self.options)
         try:
             topics = self._wait_for_topics(consumer, stop)
             if not topics:
                 return
-            self._subscribe(consumer, topics)
+            consumer.subscribe(topics)
             self.store.set_status("connected")
             log.info("alerts feed connected (%d topic(s))", len(topics))
-            next_probe = time.monotonic() + PROBE_S
+            next_probe = next_commit = time.monotonic() + PROBE_S
+            offsets: dict[tuple[str, int], int] = {}
             while not stop.is_set():
-                for records in consumer.poll(timeout_ms=500).values():
-                    for record in records:
-                        self._handle(record)
+                records = consumer.poll(timeout_ms=500, max_records=POLL_RECORDS)
+                for record in records:
+                    self._handle(record)
+                offsets.update(next_offsets(records))
+                if offsets and time.monotonic() >= next_commit:
+                    next_commit = time.monotonic() + COMMIT_S
+                    try:
+                        consumer.commit(offsets, timeout_s=CLOSE_TIMEOUT_S)
+                        offsets = {}
+                    except ClientError:
+                        pass  # a rebalance or an outage; the next commit covers these
                 if time.monotonic() >= next_probe:
                     next_probe = time.monotonic() + PROBE_S
                     if not broker_listens(self.settings):
@@ -134,17 +133,16 @@ class Feed:
                     grown = self._existing(consumer)
                     if grown != topics:
                         topics = grown
-                        self._subscribe(consumer, topics)
+                        consumer.subscribe(topics)
         finally:
-            consumer.close(autocommit=False)
+            consumer.close(timeout_s=CLOSE_TIMEOUT_S)
 
-    def _existing(self, consumer: Any) -> list[str]:
-        """The console's topics that exist; asks for all topics, so nothing is auto-created."""
-        existing = consumer.topics()
+    def _existing(self, consumer: Consumer) -> list[str]:
+        """The console's topics that exist (asking never creates one)."""
         wanted = [self.alerts_topic] + ([self.incidents_topic] if self.incidents_topic else [])
-        return [topic for topic in wanted if topic in existing]
+        return [topic for topic in wanted if consumer.partitions_for(topic)]
 
-    def _wait_for_topics(self, consumer: Any, stop: threading.Event) -> list[str]:
+    def _wait_for_topics(self, consumer: Consumer, stop: threading.Event) -> list[str]:
         while not stop.is_set():
             topics = self._existing(consumer)
             if self.alerts_topic in topics:
@@ -153,26 +151,7 @@ class Feed:
             stop.wait(TOPIC_RETRY_S)
         return []
 
-    def _subscribe(self, consumer: Any, topics: list[str]) -> None:
-        from kafka import ConsumerRebalanceListener
-
-        feed = self
-
-        class Position(ConsumerRebalanceListener):  # type: ignore[misc]
-            def on_partitions_revoked(self, revoked: Any) -> None:
-                pass
-
-            def on_partitions_assigned(self, assigned: Any) -> None:
-                # --from-latest: skip the history once, at the first assignment of
-                # each partition; later (reconnects) the feed resumes where it was.
-                fresh = [tp for tp in assigned if (tp.topic, tp.partition) not in feed._positioned]
-                feed._positioned.update((tp.topic, tp.partition) for tp in fresh)
-                if feed.from_latest and fresh:
-                    consumer.seek_to_end(*fresh)
-
-        consumer.subscribe(topics, listener=Position())
-
-    def _handle(self, record: Any) -> None:
+    def _handle(self, record: Record) -> None:
         try:
             if record.topic == self.alerts_topic:
                 self.store.add_alert(parse_alert(record.value))
@@ -197,86 +176,96 @@ class BeatReader:
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
-        self._consumer: Any = None
+        self._consumer: Consumer | None = None
 
-    def _client(self) -> Any:
+    def _client(self) -> Consumer:
         if self._consumer is None:
             if not broker_listens(self.settings):
                 raise ConnectionError("the broker is not reachable")
-            self._consumer = _consumer(
+            self._consumer = new_consumer(
                 self.settings,
-                enable_auto_commit=False,
-                # An offset the broker no longer keeps reads on from the oldest kept.
-                auto_offset_reset="earliest",
-                fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-                allow_auto_create_topics=False,
+                ConsumerOptions(
+                    group_id=None,
+                    # An offset the broker no longer keeps reads on from the oldest kept.
+                    auto_offset_reset="earliest",
+                    max_batch=POLL_RECORDS,
+                    fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+                    connect_timeout_s=READ_TIMEOUT_S,
+                    allow_auto_create_topics=False,
+                ),
             )
         return self._consumer
 
     def _reset(self) -> None:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
-            consumer.close(autocommit=False)
+            consumer.close(timeout_s=CLOSE_TIMEOUT_S)
 
     def read(self, topic: str, partition: int, offset: int) -> Record | None:
         """The record at ``topic``/``partition``/``offset``, or None when it is gone.
 
         Raises:
             ConnectionError: the broker is not reachable.
+            ClientError: the client failed.
         """
         with self._lock:
             try:
-                for record in self._scan(topic, partition, offset, offset + 1):
-                    return record
-                return None
+                return next(iter(self._scan(topic, partition, offset, offset + 1)), None)
             except Exception:
                 self._reset()
                 raise
 
-    def recent(self, topic: str, partition: int, key: bytes, count: int) -> list[Record]:
-        """The last ``count`` records of ``partition`` with ``key``, oldest first.
+    def recent(
+        self, topic: str, partition: int, key: bytes, anchor: int, count: int
+    ) -> list[Record]:
+        """The last ``count`` records with ``key`` in ``partition``, oldest first.
 
-        Reads backwards from the partition's end in steps, at most
-        ``STRIP_SCAN_RECORDS`` records in all.
+        Reads forward from ``anchor`` (the stream's newest alert) to the
+        partition's end, then backwards from ``anchor`` in steps while fewer
+        than ``count`` are found, at most ``STRIP_SCAN_RECORDS`` records in all.
         """
         with self._lock:
             try:
-                end = self._end(topic, partition)
-                found: list[Record] = []
-                stop_at = end
-                while stop_at > 0 and len(found) < count and end - stop_at < STRIP_SCAN_RECORDS:
+                found = [
+                    r for r in self._scan(topic, partition, anchor, anchor + STRIP_SCAN_RECORDS)
+                    if r.key == key
+                ]  # fmt: skip
+                stop_at, scanned = anchor, STRIP_STEP_RECORDS
+                while stop_at > 0 and len(found) < count and scanned <= STRIP_SCAN_RECORDS:
                     start = max(0, stop_at - STRIP_STEP_RECORDS)
                     step = [r for r in self._scan(topic, partition, start, stop_at) if r.key == key]
                     found = step + found
-                    stop_at = start
+                    stop_at, scanned = start, scanned + STRIP_STEP_RECORDS
                 return found[-count:]
             except Exception:
                 self._reset()
                 raise
 
-    def _end(self, topic: str, partition: int) -> int:
-        consumer = self._client()
-        tp = _partition(topic, partition)
-        consumer.assign([tp])
-        consumer.seek_to_end(tp)
-        return int(consumer.position(tp, timeout_ms=int(READ_TIMEOUT_S * 1000)) or 0)
-
     def _scan(self, topic: str, partition: int, start: int, stop: int) -> Iterator[Record]:
-        """Records of ``[start, stop)`` (fewer when some are gone or it times out)."""
+        """Records of ``[start, stop)``; fewer when the partition ends first or it times out.
+
+        The partition's end shows as polls that return nothing.
+        """
         consumer = self._client()
-        tp = _partition(topic, partition)
-        consumer.assign([tp])
-        consumer.seek(tp, start)
+        where = Partition(topic, partition)
+        consumer.assign([where], from_beginning=True)
+        consumer.seek(where, start)
         deadline = time.monotonic() + READ_TIMEOUT_S
-        position = start
+        position, empty = start, 0
         while position < stop and time.monotonic() < deadline:
-            for record in consumer.poll(timeout_ms=200).get(tp, []):
+            records = consumer.poll(
+                timeout_ms=2 * FETCH_MAX_WAIT_MS + 100, max_records=POLL_RECORDS
+            )
+            # The first poll after a seek may come back before its fetch: two in a row.
+            empty = 0 if records else empty + 1
+            if empty == 2:
+                return
+            for record in records:
                 position = record.offset + 1
                 if record.offset >= stop:
                     return
                 if record.offset >= start:
-                    yield Record(record.partition, record.offset, record.key, record.value,
-                                 list(record.headers or []))  # fmt: skip
+                    yield record
 
     def close(self) -> None:
         """Close the client."""

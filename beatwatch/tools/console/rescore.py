@@ -19,9 +19,9 @@ import numpy as np
 
 from beatwatch.alert import explain
 from beatwatch.artifact import Artifact, load_artifact
+from beatwatch.clients import Record
 from beatwatch.errors import InvalidBeat
 from beatwatch.scoring import MIN_RANGE, Scorer
-from beatwatch.tools.console.feed import Record
 from beatwatch.tools.console.state import AlertRow
 from beatwatch.wire import decode
 

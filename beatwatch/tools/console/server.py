@@ -81,9 +81,15 @@ class Console:
         view = self.store.stream(stream)
         if view is None or not view["alerts"]:
             return HTTPStatus.NOT_FOUND, {"error": "no such stream held by the console"}
-        partition = view["alerts"][0]["partition"]
+        newest = view["alerts"][0]
         try:
-            records = self.reader.recent(self.beats_topic, partition, stream.encode(), STRIP_BEATS)
+            records = self.reader.recent(
+                self.beats_topic,
+                newest["partition"],
+                stream.encode(),
+                newest["offset"],
+                STRIP_BEATS,
+            )
             beats = self.rescorer.strip(records, self.store.alerted_offsets(stream))
         except Refused as exc:
             return HTTPStatus.OK, {"stream": stream, "beats": [], "refused": str(exc)}
