@@ -15,11 +15,7 @@ A missing tool fails the test under CI (``CI=true``) and skips it elsewhere.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -33,9 +29,9 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 
+from beatwatch.tools.broker import free_port
 from tests.deploy_support import (
     DEPLOY,
-    REPO,
     RULES,
     RULES_TEST,
     SYNTHETIC_METRICS,
@@ -47,13 +43,15 @@ from tests.deploy_support import (
     run_tool,
 )
 from tests.kubernetes_support import KUBERNETES, load_yaml_docs
+from tests.support import waiting
+from tests.support.commands import BEATWATCH, Background, child_env
+from tests.support.paths import MODEL_DIR
 
 pytestmark = pytest.mark.integration
 
 PROMETHEUS_CONFIG = DEPLOY / "prometheus.yml"
 # The shipped model; BEATWATCH_TEST_MODEL points the live tests at another artifact.
-MODEL = Path(os.environ.get("BEATWATCH_TEST_MODEL") or REPO / "models" / "ecg5000")
-BEATWATCH = [sys.executable, "-m", "beatwatch.cli"]
+MODEL = MODEL_DIR
 BEATS_FED = 300  # beats the producer sends to the detector under test
 STARTUP_TIMEOUT_S = 180.0
 # Grafana's interval variables, replaced by a duration so promtool can parse the query.
@@ -75,14 +73,6 @@ def sample_value(exposition: str, name: str) -> float:
     )
 
 
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def http_get(url: str, timeout_s: float = 3.0) -> tuple[int, str]:
     """GET ``url``; return status and body (HTTP errors are returned, not raised)."""
     try:
@@ -92,69 +82,37 @@ def http_get(url: str, timeout_s: float = 3.0) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-@dataclass
-class Process:
-    """A CLI subprocess with its log file."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, lines: int = 40) -> str:
-        """The end of its log, for failure messages."""
-        text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
-        return f"--- {self.name} log ---\n" + "\n".join(text.splitlines()[-lines:])
-
-    def check_alive(self) -> None:
-        """Fail with its log if it exited."""
-        code = self.popen.poll()
-        if code is not None:
-            pytest.fail(f"{self.name} exited with {code}\n{self.tail()}")
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 15 s."""
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=5)
-
-
-def start(name: str, args: list[str], log_dir: Path) -> Process:
+def start(name: str, args: list[str], log_dir: Path) -> Background:
     """Start a command with its output in ``log_dir/name.log``; no BEATWATCH_* leaks in."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BEATWATCH_")}
-    log = log_dir / f"{name}.log"
-    with log.open("wb") as out:
-        popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-    return Process(name, popen, log)
+    return Background(name, args, log_dir / f"{name}.log", env=child_env())
 
 
 def wait_for(
-    what: str, condition: Any, processes: list[Process], timeout_s: float = STARTUP_TIMEOUT_S
+    what: str, condition: Any, processes: list[Background], timeout_s: float = STARTUP_TIMEOUT_S
 ) -> Any:
     """Poll ``condition()`` until truthy; fail (with logs) on timeout or a dead process."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def all_alive() -> None:
         for process in processes:
             process.check_alive()
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            logs = "\n".join(p.tail() for p in processes)
-            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}\n{logs}")
-        time.sleep(0.5)
+
+    return waiting.wait_for(
+        condition,
+        timeout_s,
+        what,
+        interval_s=0.5,
+        check=all_alive,
+        context=lambda: "\n".join(process.tail() for process in processes),
+    )
 
 
 @dataclass
 class Stack:
     """The running programs under test."""
 
-    detector: Process
+    detector: Background
     detector_url: str
-    producer: Process
+    producer: Background
     producer_url: str
     beats_fed: int
     log_dir: Path
@@ -168,7 +126,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     prefix = f"deploy{uuid.uuid4().hex[:8]}"
     beats, alerts, dlq = f"{prefix}-beats", f"{prefix}-alerts", f"{prefix}-dlq"
     detector_port, producer_port = free_port(), free_port()
-    processes: list[Process] = []
+    processes: list[Background] = []
     try:
         detector = start("detector", [*BEATWATCH, "detect", "--bootstrap-servers", kafka_bootstrap,
             "--model", str(MODEL), "--metrics-port", str(detector_port),
