@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from beatwatch.alert import build_alert, encode_alert, explain_batch
+from beatwatch.alert import encode_alerts, explain_numbers
 
 # Outgoing and Record are re-exported: they were defined here before the client seam.
 from beatwatch.clients.client import Outgoing as Outgoing
@@ -174,27 +174,54 @@ def process_batch(
     outcome.scores = scores[scored]
     outcome.latency_s = (now_ms - decoded.ts_ms[scored].astype(np.float64)) / 1e3
     over = scored[scores[scored] > model.threshold]
-    explanations: list[dict[str, Any]] = []
+    top_regions: list[str | None] = []
     if over.size:
-        p_values = scorer.p_values(scores[over])
-        explanations = explain_batch(per_sample_error[over], model.regions)
-        for rank, row in enumerate(over.tolist()):
-            record = records[decoded.index[row]]
-            alert = build_alert(
-                decoded.beat(row),
-                score=float(scores[row]),
-                threshold=model.threshold,
-                model_version=model.model_version,
-                explanation=explanations[rank],
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                detected_ts_ms=now_ms,
-                p_value=None if p_values is None else float(p_values[rank]),
-            )
-            outcome.alerts.append(Outgoing(decoded.streams[row].encode(), encode_alert(alert)))
-    outcome.beats = _scored_beats(records, decoded, scored, scores, model, over, explanations)
+        outcome.alerts, top_regions = _alerts(records, decoded, over, scores, per_sample_error,
+                                              scorer, model, now_ms)  # fmt: skip
+    outcome.beats = _scored_beats(records, decoded, scored, scores, model, over, top_regions)
     return outcome
+
+
+def _alerts(
+    records: Sequence[Record],
+    decoded: DecodedBatch,
+    over: np.ndarray,
+    scores: np.ndarray,
+    per_sample_error: np.ndarray,
+    scorer: BatchScorer,
+    model: ModelContext,
+    now_ms: int,
+) -> tuple[list[Outgoing], list[str | None]]:
+    """The alert messages of the beats in rows ``over``, and each one's top region.
+
+    Written for the whole batch at once (:func:`beatwatch.alert.encode_alerts`):
+    per alert, building and serialising dicts cost more than everything else
+    the detector does for a beat.
+    """
+    rows = over.tolist()
+    sources = [records[decoded.index[row]] for row in rows]
+    streams = [decoded.streams[row] for row in rows]
+    p_values = scorer.p_values(scores[over])
+    explained = explain_numbers(per_sample_error[over], model.regions)
+    values = encode_alerts(
+        streams=streams,
+        seqs=[decoded.seqs[row] for row in rows],
+        ts_ms=decoded.ts_ms[over].tolist(),
+        labels=[decoded.labels[row] for row in rows],
+        scores=scores[over].tolist(),
+        p_values=None if p_values is None else p_values.tolist(),
+        explained=explained,
+        threshold=model.threshold,
+        model_version=model.model_version,
+        topics=[record.topic for record in sources],
+        partitions=[record.partition for record in sources],
+        offsets=[record.offset for record in sources],
+        detected_ts_ms=now_ms,
+    )
+    alerts = [
+        Outgoing(stream.encode(), value) for stream, value in zip(streams, values, strict=True)
+    ]
+    return alerts, [explained.top_region(rank) for rank in range(len(rows))]
 
 
 def _scored_beats(
@@ -204,14 +231,11 @@ def _scored_beats(
     scores: np.ndarray,
     model: ModelContext,
     over: np.ndarray,
-    explanations: list[dict[str, Any]],
+    top_regions: list[str | None],
 ) -> ScoredBeats:
     """The scored beats as columns; an abnormal beat's region is its explanation's first."""
     rows = scored.tolist()
-    region_of = {
-        row: (explanations[rank]["regions"][0]["name"] if explanations[rank]["regions"] else None)
-        for rank, row in enumerate(over.tolist())
-    }
+    region_of = dict(zip(over.tolist(), top_regions, strict=True))
     row_scores = scores[scored]
     rr = decoded.rr_prev_ms
     return ScoredBeats(

@@ -59,8 +59,9 @@ from beatwatch.kafka import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-# kafka-python's names of the TLS/SASL settings (KafkaSettings.extra) -> librdkafka's.
-SECURITY_KEYS = {
+# kafka-python's names of the settings KafkaSettings.extra may hold -> librdkafka's.
+EXTRA_KEYS = {
+    "client_id": "client.id",
     "ssl_cafile": "ssl.ca.location",
     "ssl_certfile": "ssl.certificate.location",
     "ssl_keyfile": "ssl.key.location",
@@ -95,7 +96,7 @@ def client_config(settings: KafkaSettings) -> dict[str, Any]:
         "error_cb": _ErrorLog().error,
     }
     for key, value in settings.extra.items():
-        name = SECURITY_KEYS.get(key)
+        name = EXTRA_KEYS.get(key)
         if name is None:
             raise ClientSettingsError(f"Kafka client settings: {key} has no librdkafka equivalent")
         config[name] = value

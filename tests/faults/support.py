@@ -39,6 +39,7 @@ from producer.service import ProducerSettings, ProducerStats
 from producer.service import run as produce
 from producer.source import ReplaySource, stream_id
 from tests.integration.pipeline_support import MODEL_DIR, REPO_ROOT, Topics, read_topic
+from tests.support.clients import client_settings
 
 # Scores are mean squared errors, positive for any real beat, so this threshold
 # makes every scored beat an alert. The accounting tests need that: alerts are
@@ -109,7 +110,7 @@ def producer_settings(
     bootstrap: str, topic: str, *, rate_hz: float, streams: int, fmt: str = "binary"
 ) -> ProducerSettings:
     return ProducerSettings(
-        kafka=KafkaSettings(bootstrap_servers=bootstrap), topic=topic, rate_hz=rate_hz,
+        kafka=client_settings(bootstrap), topic=topic, rate_hz=rate_hz,
         streams=streams, wire_format=fmt, include_labels=False, progress_interval_s=0,
         create_topics=False, first_seq=0,
     )  # fmt: skip

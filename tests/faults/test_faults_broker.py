@@ -41,8 +41,10 @@ from tests.integration.pipeline_support import (
     running_detector,
     wait_for,
 )
+from tests.support.clients import kafka_client  # noqa: F401
 
-pytestmark = pytest.mark.integration
+# Each test runs with each client library (kafka-python, confluent-kafka).
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("kafka_client")]
 STREAMS = 16
 BUCKET = "tansu"
 

@@ -37,8 +37,10 @@ from tests.integration.pipeline_support import (
     read_topic,
     wait_for,
 )
+from tests.support.clients import kafka_client  # noqa: F401
 
-pytestmark = pytest.mark.integration
+# Each test runs with each client library (kafka-python, confluent-kafka).
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("kafka_client")]
 
 
 def _edit_json(key: str, value: object) -> Callable[[Path], None]:
