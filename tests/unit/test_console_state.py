@@ -54,6 +54,8 @@ def test_an_alert_keeps_what_the_page_shows():
         (alert(stream="x" * 129), "stream id"),
         (alert(partition=None), "'partition'"),
         (alert(score="high"), "'score'"),
+        (alert(alert_id="x" * 513), "'alert_id'"),
+        (alert(model_version=""), "'model_version'"),
     ],
 )
 def test_a_bad_alert_is_refused_with_a_reason(value: bytes, reason: str):

@@ -12,7 +12,9 @@ survives broker restarts; its logs carry no stream ids or patient data.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
+import socket
 import threading
 import uuid
 
@@ -94,6 +96,12 @@ def main(args: argparse.Namespace) -> int:
             f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}"
         ) from None
     host, port = str(server.server_address[0]), int(server.server_address[1])
+    if not ipaddress.ip_address(socket.gethostbyname(host)).is_loopback:
+        log.warning(
+            "serving on %s, not a loopback address: anyone who reaches it sees the alerts "
+            "(the console has no authentication; put it behind one)",
+            host,
+        )
     feed = Feed(
         settings,
         store,

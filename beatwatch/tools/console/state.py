@@ -25,6 +25,9 @@ MAX_STREAM_CHARS = 128
 MAX_OPEN_INCIDENTS = 8
 # Characters of a reason or summary kept for display.
 MAX_TEXT_CHARS = 300
+# Longest identifier held (alert id, incident id, model version, topic): a
+# message cannot make the console hold megabytes per alert.
+MAX_ID_CHARS = 512
 INCIDENT_EVENTS = ("open", "update", "close")
 
 
@@ -103,6 +106,13 @@ def _object(value: bytes | None) -> dict[str, Any]:
     return body
 
 
+def _identifier(body: dict[str, Any], name: str, optional: bool = False) -> str | None:
+    value = _field(body, name, (str,), optional=optional)
+    if value is not None and not 0 < len(value) <= MAX_ID_CHARS:
+        raise BadMessage(f"field {name!r} empty or longer than {MAX_ID_CHARS} characters")
+    return None if value is None else str(value)
+
+
 def _stream(body: dict[str, Any]) -> str:
     stream = _field(body, "stream", (str,))
     if not stream or len(stream) > MAX_STREAM_CHARS:
@@ -119,12 +129,12 @@ def parse_alert(value: bytes | None) -> AlertRow:
     body = _object(value)
     stream = _stream(body)
     seq = _field(body, "seq", (int,))
-    model_version = str(_field(body, "model_version", (str,)))
+    model_version = str(_identifier(body, "model_version"))
     explanation = body.get("explanation")
     summary = explanation.get("summary") if isinstance(explanation, dict) else None
-    alert_id = body.get("alert_id")
+    alert_id = _identifier(body, "alert_id", optional=True)
     return AlertRow(
-        alert_id=alert_id if isinstance(alert_id, str) else f"{stream}/{seq}/{model_version}",
+        alert_id=alert_id or f"{stream}/{seq}/{model_version}",
         stream=stream,
         seq=int(seq),
         ts_ms=int(_field(body, "ts_ms", (int,))),
@@ -133,7 +143,7 @@ def parse_alert(value: bytes | None) -> AlertRow:
         threshold=float(_field(body, "threshold", (int, float))),
         p_value=_field(body, "p_value", (int, float), optional=True),
         model_version=model_version,
-        topic=_field(body, "topic", (str,), optional=True),
+        topic=_identifier(body, "topic", optional=True),
         partition=int(_field(body, "partition", (int,))),
         offset=int(_field(body, "offset", (int,))),
         summary=str(summary)[:MAX_TEXT_CHARS] if isinstance(summary, str) else "",
@@ -154,9 +164,7 @@ def parse_incident(value: bytes | None) -> IncidentEvent:
     event = body.get("kind", body.get("event", body.get("type")))
     if event not in INCIDENT_EVENTS:
         raise BadMessage(f"incident event must be one of {', '.join(INCIDENT_EVENTS)}")
-    incident_id = body.get("incident_id")
-    if not isinstance(incident_id, str) or not incident_id:
-        raise BadMessage("field 'incident_id' missing or not a string")
+    incident_id = str(_identifier(body, "incident_id"))
     severity = body.get("severity")
     ts_ms = body.get("event_ts_ms")
     return IncidentEvent(
