@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(records, "--model", default=None,
                help="artifact whose segmentation cuts the beats "
                     "(default models/mitbih)")  # fmt: skip
+    add_option(records, "--qrs-lead", default=None,
+               help="lead the QRS detector reads, by name (default MLII, else II or ML2, "
+                    "else the first)")  # fmt: skip
     add_flag(records, "--beats-from-annotations",
              help="take the R peaks from the reference annotations, "
                   "not the QRS detector")  # fmt: skip
@@ -135,9 +138,12 @@ def _main_records(args: argparse.Namespace, stop: threading.Event) -> int:
         raise ConfigError("--only-normal replays rows of a data set, not --record")
     seg = load_segmentation(args.model)
     records = load_records(
-        args.record, seg, fs_hz=args.fs_hz, from_annotations=args.beats_from_annotations
+        args.record, seg, fs_hz=args.fs_hz, from_annotations=args.beats_from_annotations,
+        qrs_lead=args.qrs_lead,
+    )  # fmt: skip
+    replay = RecordReplaySettings(
+        speed=args.speed, from_annotations=args.beats_from_annotations, qrs_lead=args.qrs_lead
     )
-    replay = RecordReplaySettings(speed=args.speed, from_annotations=args.beats_from_annotations)
     stats = run_records(_settings(args), replay, records, seg, stop)
     return _report(stats)
 

@@ -46,10 +46,12 @@ class RecordReplaySettings:
     Attributes:
         speed: signal seconds per wall-clock second (0 = as fast as possible).
         from_annotations: R peaks from the reference annotations, not the detector.
+        qrs_lead: the lead the QRS detector reads (None: MLII, II or ML2, else lead 0).
     """
 
     speed: float = 1.0
     from_annotations: bool = False
+    qrs_lead: str | None = None
 
 
 def _wait_until(due: float, stop: threading.Event) -> bool:
@@ -136,6 +138,7 @@ def run_records(
         start_ms=time.time_ns() // 1_000_000,
         loop=settings.loop,
         from_annotations=replay.from_annotations,
+        qrs_lead=replay.qrs_lead,
     )
     started = time.monotonic()
     try:

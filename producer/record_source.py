@@ -48,7 +48,12 @@ def stream_names(recordings: Sequence[Recording]) -> list[str]:
 
 
 def load_records(
-    paths: Sequence[str], seg: Segmentation, *, fs_hz: float | None, from_annotations: bool
+    paths: Sequence[str],
+    seg: Segmentation,
+    *,
+    fs_hz: float | None,
+    from_annotations: bool,
+    qrs_lead: str | None = None,
 ) -> list[RecordStream]:
     """Read every record before anything is sent, so a bad one stops the run at once.
 
@@ -61,6 +66,7 @@ def load_records(
     recordings = [read_recording(p, fs_hz=fs_hz) for p in paths]
     for rec in recordings:
         check_leads(rec, seg)
+        rec.lead_index(qrs_lead)  # the detector's lead exists
         if from_annotations and rec.ann_index is None:
             raise DataError(f"{rec.name}: --beats-from-annotations, but it has no annotations")
     return [
@@ -76,12 +82,13 @@ def _one_stream(
     start_ms: int,
     loop: bool,
     from_annotations: bool,
+    qrs_lead: str | None,
 ) -> Iterator[StreamBeat]:
     rec = record.recording
     offset_s = 0.0
     while True:
         base_ms = (rec.start_ms if rec.start_ms is not None else start_ms) + round(offset_s * 1000)
-        for beat in recording_beats(rec, seg, from_annotations=from_annotations):
+        for beat in recording_beats(rec, seg, from_annotations=from_annotations, qrs_lead=qrs_lead):
             yield StreamBeat(
                 stream=record.stream,
                 due_s=offset_s + beat.arrival_s,
@@ -100,6 +107,7 @@ def merge_streams(
     start_ms: int,
     loop: bool = False,
     from_annotations: bool = False,
+    qrs_lead: str | None = None,
 ) -> Iterator[StreamBeat]:
     """All streams' beats in order of signal time (``due_s``), each stream's in its own order.
 
@@ -111,9 +119,17 @@ def merge_streams(
             where the previous one ended.
         loop: replay each record again when it ends.
         from_annotations: R peaks from the reference annotations.
+        qrs_lead: the lead the QRS detector reads (default MLII, II or ML2, else lead 0).
     """
     streams = [
-        _one_stream(r, seg, start_ms=start_ms, loop=loop, from_annotations=from_annotations)
+        _one_stream(
+            r,
+            seg,
+            start_ms=start_ms,
+            loop=loop,
+            from_annotations=from_annotations,
+            qrs_lead=qrs_lead,
+        )
         for r in records
     ]
     return heapq.merge(*streams, key=lambda b: b.due_s)

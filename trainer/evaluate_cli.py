@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                help="also score these alerts (JSON lines of `beatwatch alerts --json`) of a "
                     "detector fed by `beatwatch produce --record`, beat for beat beside "
                     "evaluate's")  # fmt: skip
+    add_option(records, "--qrs-lead", default=None,
+               help="lead the QRS detector reads, by name (default MLII, else II or ML2, "
+                    "else the first)")  # fmt: skip
     add_flag(records, "--beats-from-annotations",
              help="cut beats at the reference R peaks instead of the detected ones")  # fmt: skip
 
@@ -130,9 +133,13 @@ def main(args: argparse.Namespace) -> int:
         from trainer.evaluate_records_cli import main_records
 
         return main_records(args)
-    if args.records or args.qrs_only or args.beats_from_annotations or args.live_alerts:
+    if (
+        args.records or args.qrs_only or args.beats_from_annotations or args.live_alerts
+        or args.qrs_lead
+    ):  # fmt: skip
         raise ConfigError(
-            "--records, --qrs-only, --live-alerts and --beats-from-annotations need --wfdb DIR"
+            "--records, --qrs-only, --qrs-lead, --live-alerts and --beats-from-annotations "
+            "need --wfdb DIR"
         )
     if args.all_rows:
         return _main_all_rows(args)

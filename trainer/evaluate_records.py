@@ -92,6 +92,7 @@ def evaluate_record(
     *,
     from_annotations: bool = False,
     live_alerts: Sequence[LiveAlert] | None = None,
+    qrs_lead: str | None = None,
 ) -> RecordRun:
     """Detect, cut, score and match one record.
 
@@ -104,11 +105,17 @@ def evaluate_record(
     if rec.ann_index is None or rec.ann_symbol is None:
         raise DataError(f"{rec.name}: no reference annotations (.atr) to evaluate against")
     started = time.process_time()
-    detect_qrs(rec.lead(), rec.fs_hz)  # timed alone: the detector's own cost
+    detect_qrs(rec.lead(qrs_lead), rec.fs_hz)  # timed alone: the detector's own cost
     qrs_cpu_s = time.process_time() - started
     started = time.process_time()
     beats = list(
-        recording_beats(rec, seg, from_annotations=from_annotations, chunk_s=EVALUATION_CHUNK_S)
+        recording_beats(
+            rec,
+            seg,
+            from_annotations=from_annotations,
+            qrs_lead=qrs_lead,
+            chunk_s=EVALUATION_CHUNK_S,
+        )
     )
     pipeline_cpu_s = time.process_time() - started
     test_index = np.asarray([b.r_index for b in beats], dtype=np.int64)
@@ -187,6 +194,7 @@ def evaluate_records(
     from_annotations: bool = False,
     progress: Callable[[str], None] | None = None,
     live_alerts: dict[str, list[LiveAlert]] | None = None,
+    qrs_lead: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate every record; the :func:`trainer.ec57.summarize` report plus costs.
 
@@ -206,7 +214,14 @@ def evaluate_records(
         rec = read_wfdb(Path(wfdb_dir) / name)
         live = None if live_alerts is None else live_alerts.get(name, [])
         runs.append(
-            evaluate_record(rec, seg, scoring, from_annotations=from_annotations, live_alerts=live)
+            evaluate_record(
+                rec,
+                seg,
+                scoring,
+                from_annotations=from_annotations,
+                live_alerts=live,
+                qrs_lead=qrs_lead,
+            )
         )
         if progress is not None:
             progress(name)

@@ -138,6 +138,7 @@ def main_records(args: argparse.Namespace) -> int:
     report = evaluate_records(
         args.wfdb, names, seg, scoring,
         from_annotations=args.beats_from_annotations, progress=progress, live_alerts=live,
+        qrs_lead=args.qrs_lead,
     )  # fmt: skip
     report["model"] = model
     print(f"{model} on {len(names)} records of {args.wfdb} (beats from {report['beats_from']})")

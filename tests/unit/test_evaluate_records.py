@@ -145,3 +145,14 @@ def test_all_rows_scores_any_labelled_csv(tmp_path, capsys):
     # Without --all-rows the same file is refused: it is not the training data.
     assert beatwatch_main(["evaluate", "--data", str(data)]) == 2
     assert "is not the training data" in capsys.readouterr().err
+
+
+def test_the_qrs_lead_is_chosen_by_name(wfdb_dir, capsys):
+    code = beatwatch_main(
+        ["evaluate", "--wfdb", str(wfdb_dir), "--records", "s1", "--qrs-only", "--qrs-lead", "V1"]
+    )
+    assert code == 0 and "100.00" in capsys.readouterr().out
+    code = beatwatch_main(
+        ["evaluate", "--wfdb", str(wfdb_dir), "--records", "s1", "--qrs-only", "--qrs-lead", "X"]
+    )
+    assert code == 2 and "no lead 'X'" in capsys.readouterr().err

@@ -92,3 +92,8 @@ def test_streams_interleave_by_signal_time_and_loop_continues_time(record):
     duration_ms = round(read_wfdb(record).duration_s * 1000)
     assert two_passes[n].ts_ms == two_passes[0].ts_ms + duration_ms
     assert np.all(np.diff([b.ts_ms for b in two_passes]) > 0)
+
+
+def test_an_unknown_qrs_lead_is_refused(capsys, record, model_dir):
+    err = _refused(capsys, "--record", str(record), "--model", str(model_dir), "--qrs-lead", "V5")
+    assert "no lead 'V5'" in err
