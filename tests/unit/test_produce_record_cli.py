@@ -97,3 +97,18 @@ def test_streams_interleave_by_signal_time_and_loop_continues_time(record):
 def test_an_unknown_qrs_lead_is_refused(capsys, record, model_dir):
     err = _refused(capsys, "--record", str(record), "--model", str(model_dir), "--qrs-lead", "V5")
     assert "no lead 'V5'" in err
+
+
+def test_a_csv_signal_streams_beats_without_labels(tmp_path, record):
+    rec = read_wfdb(record)
+    path = tmp_path / "ward7.csv"
+    rows = [",".join(rec.lead_names)] + [f"{a:.4f},{b:.4f}" for a, b in rec.signal]
+    path.write_text("\n".join(rows) + "\n")
+    records = load_records([str(path)], Segmentation(), fs_hz=360.0, from_annotations=False)
+    beats = list(merge_streams(records, Segmentation(), start_ms=0))
+    assert records[0].stream == "ward7" and len(beats) > 20
+    assert all(b.beat.label is None and b.beat.beat_class is None for b in beats)
+    from_wfdb = list(merge_streams(load_records([str(record)], Segmentation(), fs_hz=None,
+                                                from_annotations=False), Segmentation(),
+                                   start_ms=0))  # fmt: skip
+    assert [b.beat.r_index for b in beats] == [b.beat.r_index for b in from_wfdb]
