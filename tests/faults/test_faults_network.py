@@ -180,7 +180,7 @@ def test_n2_slow_lossy_link_at_2000_beats_per_s(
         producer = BackgroundProducer(settings, source_of(ecg_samples, n)).start()
         time.sleep(5)
         fault_from_ms = time.time_ns() // 1_000_000
-        host.degrade(delay_ms=200, jitter_ms=50, loss_pct=2.0)
+        fault = host.degrade(delay_ms=200, jitter_ms=50, loss_pct=2.0)
         time.sleep(fault_s)
         host.heal()
         fault_until_ms = time.time_ns() // 1_000_000
@@ -189,7 +189,9 @@ def test_n2_slow_lossy_link_at_2000_beats_per_s(
     accounting = Accounting(produced, alert_keys(records))
     before = _latency_ms(records, 0, fault_from_ms)
     during = _latency_ms(records, fault_from_ms, fault_until_ms)
-    print(accounting.line("N2", latency_before=_fmt(before), latency_during=_fmt(during)))
+    print(
+        accounting.line("N2", fault=fault, latency_before=_fmt(before), latency_during=_fmt(during))
+    )
     assert accounting.lost == 0
     assert accounting.unexpected == 0
     assert accounting.duplicates <= PARTITIONS * MAX_BATCH * 10
@@ -225,6 +227,7 @@ def test_n3_producer_cut_off_for_30s(
             str(STREAMS),
             "--limit",
             str(n),
+            "--loop",
             "--format",
             "binary",
             "--no-create-topics",
