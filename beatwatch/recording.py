@@ -185,6 +185,9 @@ def read_wfdb(path: str | Path, *, annotator: str | None = DEFAULT_ANNOTATOR) ->
         beat = np.array([aami_class(s) is not None for s in symbols], dtype=bool)
         ann_index = np.asarray(ann.sample, dtype=np.int64)[beat]
         ann_symbol = [s for s, b in zip(symbols, beat, strict=True) if b]
+        order = np.argsort(ann_index, kind="stable")  # matching and labelling bisect them
+        ann_index = ann_index[order]
+        ann_symbol = [ann_symbol[i] for i in order.tolist()]
         vf_intervals = _vf_intervals(symbols, ann.sample, signal.shape[0])
     return Recording(
         name=stem.name,

@@ -175,7 +175,8 @@ def recording_beats(
         end = min(start + step, n)
         chunk = signal[start:end]
         if from_annotations:
-            peaks = annotations[(annotations >= start) & (annotations < end)]
+            lo, hi = np.searchsorted(annotations, [start, end])
+            peaks = annotations[lo:hi]
         elif end > start:
             peaks = detector.push(chunk[:, lead])
         else:
