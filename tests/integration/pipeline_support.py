@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -20,9 +18,10 @@ from beatwatch.tools.broker import free_port
 from detector.service import DetectorSettings, run
 from tests.support.clients import client_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# The shipped model; BEATWATCH_TEST_MODEL points the tests at another artifact.
-MODEL_DIR = Path(os.environ.get("BEATWATCH_TEST_MODEL", REPO_ROOT / "models" / "ecg5000"))
+# Re-exported: the pipeline and fault tests import them from here.
+from tests.support.paths import MODEL_DIR as MODEL_DIR
+from tests.support.paths import REPO_ROOT as REPO_ROOT
+from tests.support.waiting import wait_for as wait_for
 
 
 @dataclass(frozen=True)
@@ -95,15 +94,6 @@ def running_detector(settings: DetectorSettings) -> Iterator[RunningDetector]:
         stop.set()
         thread.join(timeout=30)
     assert not errors, errors
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def read_topic(
