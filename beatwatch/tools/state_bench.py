@@ -60,6 +60,7 @@ RESTORE_LINE = re.compile(
     r"(\d+) streams from (\d+) changelog records"
 )
 ASSIGNED_LINE = re.compile(r"^(\S+ \S+) INFO detector.service: partitions assigned: (.+)$")
+UP_LINE = re.compile(r"^(\S+ \S+) INFO beatwatch.exposition: metrics on ")
 
 
 def all_alert_model(target: Path) -> Path:
@@ -138,12 +139,16 @@ class Detector:
                 self.process.kill()
                 self.process.wait()
 
-    def restores_after(self, after: float) -> tuple[float, float, int, int]:
-        """(assigned at, last restore at, streams, changelog records) logged after ``after``."""
-        assigned_at = restored_at = 0.0
+    def restores_after(self, after: float) -> tuple[float, float, float, int, int]:
+        """(up at, assigned at, last restore at, streams, records) logged after ``after``."""
+        up_at = assigned_at = restored_at = 0.0
         streams = records = 0
         for line in self.log_path.read_text(errors="replace").splitlines():
-            if match := ASSIGNED_LINE.match(line):
+            if match := UP_LINE.match(line):
+                at = _log_time(match.group(1))
+                if at > after and not up_at:
+                    up_at = at
+            elif match := ASSIGNED_LINE.match(line):
                 at = _log_time(match.group(1))
                 if at > after and not assigned_at:
                     assigned_at = at
@@ -153,7 +158,7 @@ class Detector:
                     restored_at = max(restored_at, at)
                     streams += int(match.group(3))
                     records += int(match.group(4))
-        return assigned_at, restored_at, streams, records
+        return up_at, assigned_at, restored_at, streams, records
 
 
 def _log_time(text: str) -> float:
@@ -241,7 +246,7 @@ def scenario(name: str, args: argparse.Namespace, work: Path, model: Path) -> di
                     kafka, f"{prefix}-alerts", owned, int(killed * 1000), timeout_s=90
                 )
                 restore_sum_s = taker.metric("beatwatch_state_restore_seconds_sum")
-            assigned_at, restored_at, streams, records = taker.restores_after(killed)
+            up_at, assigned_at, restored_at, streams, records = taker.restores_after(killed)
         finally:
             for detector in detectors:
                 detector.stop()
@@ -252,6 +257,7 @@ def scenario(name: str, args: argparse.Namespace, work: Path, model: Path) -> di
         "rate_beats_per_s": args.rate,
         "session_timeout_ms": SESSION_TIMEOUT_MS,
         "partitions_taken_over": len(owned),
+        "kill_to_new_process_up_s": round(up_at - killed, 2) if up_at else None,
         "kill_to_assigned_s": round(assigned_at - killed, 2) if assigned_at else None,
         "kill_to_state_rebuilt_s": round(restored_at - killed, 2) if restored_at else None,
         "kill_to_processing_resumed_s": round(last_resumed - killed, 2),
@@ -271,9 +277,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="seconds of flow after all streams have state")  # fmt: skip
     parser.add_argument("--scenarios", nargs="+", default=["standby", "restart"],
                         choices=["standby", "restart"])  # fmt: skip
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="keep the detectors' and broker's logs here (default: a temporary "
+                             "directory, removed)")  # fmt: skip
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="state-bench-") as tmp:
-        work = Path(tmp)
+        work = args.work_dir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         model = all_alert_model(work / "model")
         for name in args.scenarios:
             print(json.dumps(scenario(name, args, work, model)), flush=True)

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pytest
 
@@ -353,3 +354,49 @@ def test_i4_a_stream_silent_longer_than_the_close_period_closes_while_others_sta
         (close,) = {e["event_seq"]: e for e in ledger.closes(stream)}.values()
         assert close["close_reason"] == "silence" and close["last_seq"] == first_beats - 1
     assert ledger.split() == 0 and ledger.reopened() == 0
+
+
+class CrashBeforeCommitError(Exception):
+    """Raised in place of a commit: the batch was published, its offsets never committed."""
+
+
+def test_i5_a_batch_published_but_never_committed_is_counted_once_by_the_next_owner(
+    kafka_bootstrap, topic_prefix, all_alert_model, ecg_samples
+):
+    n, rate_hz = 4000, 400.0
+    kafka = _create(kafka_bootstrap, topic_prefix)
+    topics, incidents, state = _topics(topic_prefix)
+    settings = detector_settings(
+        kafka_bootstrap, topics, f"{topic_prefix}-g", model_dir=all_alert_model, metrics_port=-1,
+        max_batch=200, incidents_topic=incidents, state_topic=state, incident_rules=RULES,
+    )  # fmt: skip
+    feeder = BackgroundProducer(
+        producer_settings(kafka_bootstrap, topics.beats, rate_hz=rate_hz, streams=STREAMS),
+        source_of(ecg_samples, n),
+    )
+    first, second = ThreadedDetector("first", settings), ThreadedDetector("second", settings)
+    published_not_committed: list[int] = []
+
+    def crash(outcome: Any) -> bool:
+        # Alerts, incident events and the state changelog of this batch are flushed;
+        # the detector dies before committing (as a kill -9 between the two would).
+        published_not_committed.append(outcome.scored)
+        raise CrashBeforeCommitError
+
+    first.start()
+    wait_for(lambda: first.value("beatwatch_assigned_partitions") == 4, 60, "4 partitions")
+    feeder.start()
+    wait_for(lambda: first.value("beatwatch_beats_scored_total") >= 1000, 60, "1000 scored")
+    first.detector._commit = crash  # type: ignore[method-assign]
+    first.thread.join(30)
+    assert isinstance(first.error, CrashBeforeCommitError)
+    second.start()
+    try:
+        stats = feeder.join(60)
+        ledger = wait_for_closes(kafka, incidents)
+    finally:
+        second.close()
+    assert stats.acknowledged == n and stats.errors == 0
+    print("\n" + ledger.line("I5", beats_published_not_committed=published_not_committed))
+    assert published_not_committed and published_not_committed[0] > 0
+    _assert_one_whole_incident_per_stream(ledger, n // STREAMS)
