@@ -75,7 +75,8 @@ def evaluate_artifact(model_dir: str | Path, dataset: Dataset) -> dict[str, Any]
     if dataset.sha256 != data.get("sha256"):
         raise DataError(
             f"{dataset.source}: sha256 {dataset.sha256[:12]}... is not the training data's "
-            f"({str(data.get('sha256'))[:12]}...; it was {data.get('source', 'not recorded')})"
+            f"({str(data.get('sha256'))[:12]}...; it was {data.get('source', 'not recorded')}); "
+            "--all-rows scores every row of another labelled CSV"
         )
     rows = _test_rows(model_dir, data)
     if len(rows) == 0 or rows.max() >= len(dataset.x):

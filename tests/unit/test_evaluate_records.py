@@ -144,7 +144,8 @@ def test_all_rows_scores_any_labelled_csv(tmp_path, capsys):
     assert sum(metrics["confusion"].values()) == 30
     # Without --all-rows the same file is refused: it is not the training data.
     assert beatwatch_main(["evaluate", "--data", str(data)]) == 2
-    assert "is not the training data" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not the training data" in err and "--all-rows" in err
 
 
 def test_the_qrs_lead_is_chosen_by_name(wfdb_dir, capsys):
