@@ -7,21 +7,19 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.commands import BEATWATCH, run_beatwatch
+from tests.support.waiting import wait_for
+
 pytestmark = pytest.mark.integration
-BEATWATCH = [sys.executable, "-m", "beatwatch.cli"]
 
 
 def test_demo_finishes_on_its_own_and_matches_the_offline_scoring(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [*BEATWATCH, "demo", "--rate", "1000", "--logs", str(tmp_path)],
-        capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+    result = run_beatwatch("demo", "--rate", "1000", "--logs", str(tmp_path), timeout_s=240)
     print(result.stdout[-1500:])
     assert result.returncode == 0, result.stderr[-2000:]
     assert "live alerts match exactly" in result.stdout
@@ -53,10 +51,9 @@ def test_demo_ignores_the_users_produce_and_detect_settings(tmp_path: Path) -> N
     # Meant for `beatwatch produce` and `detect`; inherited, they made the demo
     # send 10 beats and wait for 1000 forever, or read alerts from the wrong topic.
     env = {**os.environ, "BEATWATCH_LIMIT": "10", "BEATWATCH_ALERTS_TOPIC": "elsewhere"}
-    result = subprocess.run(
-        [*BEATWATCH, "demo", "--rate", "1000", "--logs", str(tmp_path)],
-        capture_output=True, text=True, timeout=240, env=env,
-    )  # fmt: skip
+    result = run_beatwatch(
+        "demo", "--rate", "1000", "--logs", str(tmp_path), timeout_s=240, env=env
+    )
     print(result.stdout[-1500:])
     assert result.returncode == 0, result.stderr[-2000:]
     assert "beats replayed/scored   1000 / 1000" in result.stdout
@@ -71,11 +68,10 @@ def test_sigterm_stops_the_demo_and_every_child(tmp_path: Path) -> None:
     pids: list[int] = []
     try:
         # The demo writes its children's pids once the last one (the producer) has started.
-        deadline = time.monotonic() + 180
-        while not (tmp_path / "pids").exists():
+        def demo_runs() -> None:
             assert demo.poll() is None, demo.communicate()
-            assert time.monotonic() < deadline, "the demo never started its children"
-            time.sleep(0.2)
+
+        wait_for((tmp_path / "pids").exists, 180, "the demo to start its children", check=demo_runs)
         time.sleep(0.5)  # the file is written in one go, but may just have been created
         pids = [int(line) for line in (tmp_path / "pids").read_text().split()]
         assert len(pids) == 4 and all(alive(pid) for pid in pids)
@@ -96,10 +92,7 @@ def test_sigterm_stops_the_demo_and_every_child(tmp_path: Path) -> None:
 
 def test_bench_quick_runs_every_measurement(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [*BEATWATCH, "bench", "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=400,
-    )  # fmt: skip
+    result = run_beatwatch("bench", "--quick", "--out", str(out), timeout_s=400)
     print(result.stdout[-3000:])
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(out.read_text())
