@@ -13,9 +13,9 @@ Binary value (header ``content-type: application/x-beatwatch-f32``; the key
 is the stream id): a 20-byte little-endian prefix ``seq u64, ts_ms u64,
 label u8 (0, 1, 255 = none), version u8 (1), reserved u16 (0)``, then the
 samples as little-endian float32. A beat with rhythm context or a class is
-written as version 2: the same prefix (version 2), then 12 more bytes
-``rr_prev_ms f32, rr_local_ms f32 (NaN = none), beat_class u8 (0 none, 1-5 =
-N S V F Q), reserved 3 bytes (0)``, then the samples; beats without them stay
+written as version 2: the same prefix (version 2), then 24 more bytes
+``rr_prev_ms f64, rr_local_ms f64 (NaN = none), beat_class u8 (0 none, 1-5 =
+N S V F Q), reserved 7 bytes (0)``, then the samples; beats without them stay
 version 1, byte for byte. The metadata sits in the value, not in
 headers, because kafka-python parses headers in pure Python: four headers per
 message measured 31 us/message to consume against 14 us with one header and
@@ -50,7 +50,9 @@ BINARY_PREFIX = struct.Struct("<QQBBH")  # seq, ts_ms, label, version, reserved
 BINARY_VERSION = 1
 # Version 2 adds rhythm context and the reference class after the version-1 prefix.
 BINARY_VERSION_EXTENDED = 2
-BINARY_EXTENSION = struct.Struct("<ffB3x")  # rr_prev_ms, rr_local_ms, beat_class
+# float64: the RR intervals arrive exactly as they were computed, in JSON and
+# binary alike, so a live scorer sees the very values an offline evaluation does.
+BINARY_EXTENSION = struct.Struct("<ddB7x")  # rr_prev_ms, rr_local_ms, beat_class
 BEAT_CLASSES = ("N", "S", "V", "F", "Q")  # AAMI classes; binary code = position + 1
 MAX_RR_MS = 60_000.0  # an RR interval beyond a minute is not a heart rhythm
 NO_LABEL = 255
@@ -330,7 +332,7 @@ def _decode_binary(key: bytes | None, value: bytes) -> Beat:
         raise InvalidBeat("decode", "key is not UTF-8") from None
     if len(value) < BINARY_PREFIX.size:
         raise InvalidBeat("length", f"{len(value)} bytes is shorter than the binary prefix")
-    # The version-2 extension is 12 bytes, so this holds for both layouts.
+    # The version-2 extension is 24 bytes, so this holds for both layouts.
     if (len(value) - BINARY_PREFIX.size) % 4:
         raise InvalidBeat("length", "samples are not a whole number of float32")
     seq, ts_ms, label, version, _ = BINARY_PREFIX.unpack_from(value)
@@ -437,7 +439,7 @@ def _optional_float(values: np.ndarray | None, row: int) -> float | None:
 def _binary_dtype(length: int, version: int = BINARY_VERSION) -> np.dtype:
     """One binary beat as a numpy record: the prefix fields, then the samples."""
     extension = (
-        [("rr_prev_ms", "<f4"), ("rr_local_ms", "<f4"), ("beat_class", "u1"), ("pad", "V3")]
+        [("rr_prev_ms", "<f8"), ("rr_local_ms", "<f8"), ("beat_class", "u1"), ("pad", "V7")]
         if version == BINARY_VERSION_EXTENDED else []
     )  # fmt: skip
     return np.dtype(

@@ -69,11 +69,11 @@ def test_replayed_record_beats_are_the_offline_cut(
     # ts_ms = the replay's start + the R peak's time.
     start_ms = beats[0].ts_ms - round(r_peaks[0] * 1000 / rec.fs_hz)
     assert [b.ts_ms for b in beats] == [start_ms + round(r * 1000 / rec.fs_hz) for r in r_peaks]
-    rtol = 0 if fmt == "json" else 1e-6  # binary carries float32
     rr_prev = np.array([b.rr_prev_ms for b in beats], dtype=float)
     rr_local = np.array([b.rr_local_ms for b in beats], dtype=float)
-    np.testing.assert_allclose(rr_prev, offline.rr_prev_ms, rtol=rtol)
-    np.testing.assert_allclose(rr_local, offline.rr_local_ms, rtol=rtol)
+    # Exactly the offline values, in both formats (binary carries them as float64).
+    np.testing.assert_array_equal(rr_prev, offline.rr_prev_ms)
+    np.testing.assert_array_equal(rr_local, offline.rr_local_ms)
     # Labels from the reference annotations: every synthetic beat is found within 150 ms.
     assert rec.ann_index is not None
     nearest = np.abs(rec.ann_index[None, :] - r_peaks[:, None]).argmin(axis=1)

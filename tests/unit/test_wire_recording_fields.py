@@ -41,7 +41,7 @@ def beat(**extra: object) -> Beat:
     return Beat(stream="rec-208", seq=7, ts_ms=1_000, samples=samples, label=0, **extra)  # type: ignore[arg-type]
 
 
-FULL = {"rr_prev_ms": 612.5, "rr_local_ms": 833.25, "beat_class": "V"}
+FULL = {"rr_prev_ms": 612.5, "rr_local_ms": 833.3333333333334, "beat_class": "V"}
 
 
 @pytest.mark.parametrize("fmt", ["json", "binary"])
@@ -72,7 +72,7 @@ def test_a_beat_with_them_is_binary_version_2():
     assert len(value) == BINARY_PREFIX.size + BINARY_EXTENSION.size + 4 * LENGTH
     assert BINARY_PREFIX.unpack_from(value)[3] == 2
     rr_prev, rr_local, code = BINARY_EXTENSION.unpack_from(value, BINARY_PREFIX.size)
-    assert (rr_prev, rr_local, code) == (612.5, 833.25, 3)
+    assert (rr_prev, rr_local, code) == (612.5, 833.3333333333334, 3)  # float64: exact
 
 
 def test_json_beats_with_them_follow_the_schema():
