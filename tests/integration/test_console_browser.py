@@ -93,8 +93,6 @@ def test_alerts_appear_live_and_a_selected_alert_draws_its_beat_and_reconstructi
 ):
     topics = Topics.named(topic_prefix)
     kafka = create_topics(kafka_bootstrap, topics)
-    beats, alerting = replay(ecg, artifact, topic_prefix, 48)
-    by_key = {(b.stream, b.seq): b for b in beats}
     settings = detector_settings(kafka_bootstrap, topics, f"{topic_prefix}-g")
     metrics = f"http://127.0.0.1:{settings.metrics_port}/metrics"
     with (
@@ -108,6 +106,8 @@ def test_alerts_appear_live_and_a_selected_alert_draws_its_beat_and_reconstructi
         page.wait_for_selector("#status.ok")
         assert page.inner_text("#streams") == "no alerts yet"
         wait_for(lambda: detector.value("beatwatch_assigned_partitions") == 4, 60, "assignment")
+        beats, alerting = replay(ecg, artifact, topic_prefix, 48)
+        by_key = {(b.stream, b.seq): b for b in beats}
         producer = KafkaProducer(**kafka.client_kwargs())
         for beat in beats:
             send_beat(producer, topics.beats, beat)
