@@ -14,6 +14,9 @@ from beatwatch.wire import Beat
 from tests.ecg_support import synthetic_ecg, write_wfdb
 from trainer.evaluate_records import evaluate_records
 
+# Every test reads two synthetic 5.5-minute records, written once (seconds of CPU).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def wfdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
