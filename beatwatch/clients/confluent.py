@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
@@ -254,15 +256,31 @@ class ConfluentPublisher:
         if self.flush(timeout_s):
             return True
         self._producer.purge(in_queue=True, in_flight=True, blocking=False)
-        self._producer.flush(1.0)  # serves the purged messages' reports
+        self._producer.poll(0)  # serves the purged messages' reports: each fails
         return False
 
 
 class _Helper:
-    """One thread that runs librdkafka calls without a timeout, waited for with one."""
+    """One daemon thread that runs librdkafka calls without a timeout, waited for with one.
+
+    A daemon thread, not an executor's: a call still blocked when the process
+    exits (a close with the broker gone) must not hold up the exit.
+    """
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="confluent-helper")
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._serve, name="confluent-helper", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while (item := self._calls.get()) is not None:
+            call, future = item
+            try:
+                future.set_result(call())
+            except BaseException as exc:
+                future.set_exception(exc)
 
     def run(self, call: Callable[[], T], timeout_s: float) -> T:
         """Return ``call()``'s result.
@@ -270,14 +288,16 @@ class _Helper:
         Raises:
             TimeoutError: not done within ``timeout_s`` (it goes on in the background).
         """
-        future: Future[T] = self._pool.submit(call)
+        future: Future[T] = Future()
+        self._calls.put((call, future))
         try:
             return future.result(timeout=timeout_s)
         except FutureTimeout:
             raise TimeoutError(f"no answer within {timeout_s:g} s") from None
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False)
+        """Let the thread end once its current call returns."""
+        self._calls.put(None)
 
 
 class ConfluentConsumer:

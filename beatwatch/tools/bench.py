@@ -15,6 +15,11 @@ partitions pre-filled with ECG5000 beats, it measures:
 (g) the detector's resident memory over about a million beats;
 (h) two detector processes in one group against one.
 
+With confluent-kafka installed, (a), (a') and (b) on ECG5000, (e) at 2,000 and
+10,000 beats/s and (g) are also measured with ``--kafka-client confluent``
+(alternated with the kafka-python runs), under keys starting ``confluent.``.
+The beats are produced by the same kafka-python producer for both clients.
+
 Absolute figures depend on the machine; the ratios (b)/(a), (b)/(c), (d)/(b)
 measured in one run do not. Nothing here passes or fails: it prints a table
 and writes JSON.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -43,7 +49,13 @@ import numpy as np
 
 from beatwatch.artifact import SHIPPED_MODEL_DIR
 from beatwatch.errors import ConfigError
-from beatwatch.kafka import FETCH_MAX_WAIT_MS, KafkaSettings, ensure_topics
+from beatwatch.kafka import (
+    CONFLUENT_CLIENT,
+    FETCH_MAX_WAIT_MS,
+    KAFKA_PYTHON_CLIENT,
+    KafkaSettings,
+    ensure_topics,
+)
 from beatwatch.settings import add_flag, add_option
 from beatwatch.tools import promtext
 from beatwatch.tools.broker import EmbeddedBroker, free_port
@@ -54,6 +66,26 @@ DONE_LINE = re.compile(r"done: (\d+) beats in ([\d.]+) s")
 # Progress scrapes of a draining detector: fine where the clock is read, coarse between.
 FINE_SCRAPE_S = 0.02
 COARSE_SCRAPE_S = 0.5
+# Result keys of the confluent-kafka figures start with this (kafka-python's have none).
+CONFLUENT_PREFIX = "confluent."
+# What the confluent-kafka detector is measured on: the ECG5000 mix, and the loads
+# where its latency is compared with kafka-python's (2,000/s) and taken alone.
+CONFLUENT_CASES = ("json", "binary")
+CONFLUENT_LOADS_HZ = (2_000, 10_000)
+
+
+def key_prefix(client: str) -> str:
+    """The result-key prefix of ``client``'s figures."""
+    return CONFLUENT_PREFIX if client == CONFLUENT_CLIENT else ""
+
+
+def confluent_available() -> bool:
+    """Whether the confluent-kafka extra is installed."""
+    try:
+        import confluent_kafka  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -93,8 +125,10 @@ class Bench:
         sizes: BenchSizes,
         logs: Path,
         broker_pid: int | None = None,
+        clients: tuple[str, ...] = (KAFKA_PYTHON_CLIENT,),
     ) -> None:
         self.bootstrap = bootstrap
+        self.clients = clients
         self.broker_pid = broker_pid  # the embedded broker's, to read its CPU share
         self.kafka = KafkaSettings(bootstrap_servers=bootstrap)
         self.model_dir = model_dir
@@ -143,9 +177,15 @@ class Bench:
 
     @contextlib.contextmanager
     def detector(
-        self, topic: str, alerts: str, name: str, group: str | None = None, wait: bool = True
+        self,
+        topic: str,
+        alerts: str,
+        name: str,
+        group: str | None = None,
+        wait: bool = True,
+        client: str = KAFKA_PYTHON_CLIENT,
     ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-        """Run a detector process in a fresh group; yield it and its metrics URL.
+        """Run a detector process (of ``client``) in a fresh group; yield it and its metrics URL.
 
         With ``wait`` it yields once the detector is ready (partitions assigned).
         """
@@ -175,6 +215,8 @@ class Bench:
             "6000",
             "--max-batch",
             str(self.sizes.max_batch),
+            "--kafka-client",
+            client,
         ]
         with child(command, log_path) as process:
             url = f"http://127.0.0.1:{port}"
@@ -208,22 +250,40 @@ class Bench:
         0.6 of a core in slow runs against 0.95 in fast ones, and an idle
         consumer is no ceiling. The detector, busy at 1.0 core, keeps its median.
         """
-        runs: dict[str, list[float]] = {"ceiling": [], "ceiling_publishing": [], "detector": []}
+        clients = [
+            client for client in self.clients
+            if client == KAFKA_PYTHON_CLIENT or case in CONFLUENT_CASES
+        ]  # fmt: skip
+        runs: dict[str, dict[str, list[float]]] = {
+            client: {"ceiling": [], "ceiling_publishing": [], "detector": []} for client in clients
+        }
         for run in range(self.sizes.repeats):
-            runs["ceiling"].append(self._ceiling_once(topic, f"{run}")[0])
-            rate, published = self._ceiling_once(
-                topic, f"{run}-publishing", publish_to=self.topic("ceiling")
+            for client in clients:  # alternated, so both clients meet the same conditions
+                mine, prefix = runs[client], key_prefix(client)
+                mine["ceiling"].append(self._ceiling_once(topic, f"{run}", client=client)[0])
+                rate, published = self._ceiling_once(
+                    topic, f"{run}-publishing", publish_to=self.topic("ceiling"), client=client
+                )
+                mine["ceiling_publishing"].append(rate)
+                self.results[f"{prefix}a2_ceiling_publishing_{case}_alerts"] = published
+                mine["detector"].append(self._detector_once(topic, case, run, client))
+        for client, mine in runs.items():
+            prefix = key_prefix(client)
+            self.results[f"{prefix}a_ceiling_{case}_beats_per_s"] = max(mine["ceiling"])
+            self.results[f"{prefix}a2_ceiling_publishing_{case}_beats_per_s"] = max(
+                mine["ceiling_publishing"]
             )
-            runs["ceiling_publishing"].append(rate)
-            self.results[f"a2_ceiling_publishing_{case}_alerts"] = published
-            runs["detector"].append(self._detector_once(topic, case, run))
-        self.results[f"a_ceiling_{case}_beats_per_s"] = max(runs["ceiling"])
-        self.results[f"a2_ceiling_publishing_{case}_beats_per_s"] = max(runs["ceiling_publishing"])
-        self.results[f"b_detector_{case}_beats_per_s"] = float(np.median(runs["detector"]))
-        self.results[f"runs_{case}"] = runs
+            self.results[f"{prefix}b_detector_{case}_beats_per_s"] = float(
+                np.median(mine["detector"])
+            )
+            self.results[f"{prefix}runs_{case}"] = mine
 
     def _ceiling_once(
-        self, topic: str, run: str, publish_to: str | None = None
+        self,
+        topic: str,
+        run: str,
+        publish_to: str | None = None,
+        client: str = KAFKA_PYTHON_CLIENT,
     ) -> tuple[float, int]:
         """(a) A bare consumer that reads and decodes every beat, nothing else.
 
@@ -237,6 +297,8 @@ class Bench:
         work without the model: one alert-sized message per abnormal-labelled
         beat (the detector alerts on about as many), sent with the detector's
         producer settings, flushed, then the offsets committed, per batch.
+
+        Both are built by the detector's factory for ``client``.
 
         Returns:
             Beats/s, and the messages published (0 without ``publish_to``).
@@ -253,16 +315,17 @@ class Bench:
 
         # The detector's consumer and publisher settings, through the detector's
         # factory; its processes run with --session-timeout-ms 6000 and --max-batch.
+        kafka = dataclasses.replace(self.kafka, client=client)
         options = ConsumerOptions(
-            group_id=f"ceiling-{topic}-{run}",
+            group_id=f"ceiling-{topic}-{run}-{client}",
             session_timeout_ms=6000,
             max_batch=self.sizes.max_batch,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
-        consumer = new_consumer(self.kafka, options)
+        consumer = new_consumer(kafka, options)
         producer, alert = None, typical_alert()
         if publish_to is not None:
-            producer = new_publisher(self.kafka, ALERT_PUBLISHER)
+            producer = new_publisher(kafka, ALERT_PUBLISHER)
         consumer.subscribe([topic])
         seen, counted, published, started = 0, 0, 0, None
         deadline = time.monotonic() + 600
@@ -292,10 +355,13 @@ class Bench:
             producer.close(timeout_s=30.0)
         return (counted / elapsed if elapsed > 0 else 0.0), published
 
-    def _detector_once(self, topic: str, case: str, run: int) -> float:
+    def _detector_once(
+        self, topic: str, case: str, run: int, client: str = KAFKA_PYTHON_CLIENT
+    ) -> float:
         """(b) A detector process (fresh group) drains the topic: decode, score, alert, commit."""
         alerts = self.topic(f"alerts-{case}")
-        with self.detector(topic, alerts, f"drain-{case}-{run}") as (_, url):
+        name = f"drain-{case}-{run}-{client}"
+        with self.detector(topic, alerts, name, client=client) as (_, url):
             # Count only what is scored between two scrapes: beats scored before the
             # first scrape (while /ready was being polled) would inflate the rate.
             first: tuple[float, float] | None = None
@@ -309,7 +375,7 @@ class Bench:
                 time.sleep(next_scrape_s(first, scored, self.sizes.drain_beats))
             if first is None or scored < self.sizes.drain_beats:
                 raise ConfigError(f"detector scored {scored:.0f} of {self.sizes.drain_beats} beats")
-            self.results[f"b_detector_{case}_alerts"] = promtext.value(
+            self.results[f"{key_prefix(client)}b_detector_{case}_alerts"] = promtext.value(
                 samples, "beatwatch_alerts_total"
             )
             if scored == first[1]:  # drained before a second scrape: too small to time
@@ -385,10 +451,16 @@ class Bench:
         31 / 66 ms alone (on tansu; likely its in-memory storage slowing as a
         topic grows, not established).
         """
-        for load in self.sizes.loads_hz:
-            beats, alerts = self.topic(f"latency-{load}"), self.topic(f"latency-{load}-alerts")
+        runs = [(KAFKA_PYTHON_CLIENT, load) for load in self.sizes.loads_hz]
+        if CONFLUENT_CLIENT in self.clients:
+            loads = [load for load in CONFLUENT_LOADS_HZ if load <= max(self.sizes.loads_hz)]
+            runs += [(CONFLUENT_CLIENT, load) for load in loads or self.sizes.loads_hz]
+        for client, load in runs:
+            prefix = key_prefix(client)
+            name = f"latency-{load}-{client}"
+            beats, alerts = self.topic(name), self.topic(f"{name}-alerts")
             ensure_topics(self.kafka, {beats: PARTITIONS, alerts: PARTITIONS})
-            with self.detector(beats, alerts, f"latency-{load}") as (detector, url):
+            with self.detector(beats, alerts, name, client=client) as (detector, url):
                 # Per alert: (detected_ts_ms - ts_ms, read time - detected_ts_ms), ms.
                 delays_ms: list[tuple[float, float]] = []
                 usage: dict[str, dict[str, float]] = {}
@@ -401,14 +473,14 @@ class Bench:
                 time.sleep(1.0)  # the reader is positioned at the end before beats flow
                 count = int(load * self.sizes.load_seconds)
                 achieved = self.produce(
-                    beats, "json", count, load, f"load-{load}",
+                    beats, "json", count, load, f"load-{load}-{client}",
                     while_running=functools.partial(self._share_while_flowing, url, pids, usage),
                 )  # fmt: skip
                 time.sleep(1.0)  # the last alerts arrive
                 stop.set()
                 reader.join(timeout=10)
             parts = np.array(delays_ms).reshape(-1, 2)
-            self.results[f"e_latency_{load}hz"] = {
+            self.results[f"{prefix}e_latency_{load}hz"] = {
                 "achieved_beats_per_s": achieved,
                 "alerts": len(delays_ms),
                 **_percentiles_ms("", parts.sum(axis=1)),
@@ -420,7 +492,8 @@ class Bench:
                 # run with no core free (ms per second, over threads alive throughout).
                 "machine_share": usage,
             }
-            self.results[f"f_pacing_error_{load}hz_percent"] = 100 * abs(achieved - load) / load
+            if client == KAFKA_PYTHON_CLIENT:
+                self.results[f"f_pacing_error_{load}hz_percent"] = 100 * abs(achieved - load) / load
 
     def _share_while_flowing(
         self,
@@ -453,14 +526,19 @@ class Bench:
             delays_ms.append((detected_ms - alert["ts_ms"], time.time() * 1e3 - detected_ms))
 
     def memory(self) -> None:
-        """(g) Detector resident memory while it scores about ``memory_beats`` beats."""
-        beats, alerts = self.topic("memory"), self.topic("memory-alerts")
+        """(g) Detector resident memory while it scores about ``memory_beats`` beats, per client."""
+        for client in self.clients:
+            self._memory_once(client)
+
+    def _memory_once(self, client: str) -> None:
+        beats = self.topic(f"memory-{client}")
+        alerts = self.topic(f"memory-{client}-alerts")
         ensure_topics(self.kafka, {beats: PARTITIONS, alerts: PARTITIONS})
         n = self.sizes.memory_beats
-        with self.detector(beats, alerts, "memory") as (process, url):
+        with self.detector(beats, alerts, f"memory-{client}", client=client) as (process, url):
             command = self.producer_command(beats, "binary", n, 0)
             trace: list[tuple[float, float]] = []
-            with child(command, self.logs / "producer-memory.log"):
+            with child(command, self.logs / f"producer-memory-{client}.log"):
                 scored = 0.0
                 deadline = time.monotonic() + 900
                 while scored < n and time.monotonic() < deadline:
@@ -470,7 +548,7 @@ class Bench:
                     trace.append((scored, _rss_mib(process.pid)))
                     time.sleep(0.5)
         warm = next((rss for done, rss in trace if done >= n * 0.2), trace[-1][1])
-        self.results["g_memory"] = {
+        self.results[f"{key_prefix(client)}g_memory"] = {
             "beats_scored": trace[-1][0],
             "rss_after_warmup_mib": warm,
             "rss_final_mib": trace[-1][1],
@@ -609,15 +687,28 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
             out[f"(b)/(c) {CASE_TITLES[case]}"] = b / c
         if b and d:
             out[f"(d)/(b) {CASE_TITLES[case]}"] = d / b
+    cf = CONFLUENT_PREFIX
+    for case in CONFLUENT_CASES:
+        a2 = results.get(f"{cf}a2_ceiling_publishing_{case}_beats_per_s")
+        b = results.get(f"{cf}b_detector_{case}_beats_per_s")
+        kp = results.get(f"b_detector_{case}_beats_per_s")
+        if a2 and b:
+            out[f"confluent (b)/(a') {CASE_TITLES[case]}"] = b / a2
+        if b and kp:
+            out[f"(b) confluent / kafka-python, {CASE_TITLES[case]}"] = b / kp
+        if b and c:
+            out[f"confluent (b)/(c) {CASE_TITLES[case]}"] = b / c
     return out
 
 
 def render(results: dict[str, Any]) -> str:
     """The side-by-side table."""
 
-    def spread(case: str, which: str) -> str:
-        runs = results.get(f"runs_{case}", {}).get(which, [])
+    def spread(case: str, which: str, prefix: str = "") -> str:
+        runs = results.get(f"{prefix}runs_{case}", {}).get(which, [])
         return f"  (runs {min(runs):,.0f}-{max(runs):,.0f})" if len(runs) > 1 else ""
+
+    cf = CONFLUENT_PREFIX
 
     rows = [
         (f"(a) ceiling: consume + decode, {CASE_TITLES[case]}",
@@ -632,6 +723,14 @@ def render(results: dict[str, Any]) -> str:
         (f"(b) detector drain, {CASE_TITLES[case]}",
          results.get(f"b_detector_{case}_beats_per_s"), spread(case, "detector"))
         for case in CASES
+    ] + [
+        (f"confluent {label}, {CASE_TITLES[case]}",
+         results.get(f"{cf}{key}_{case}_beats_per_s"), spread(case, which, cf))
+        for case in CONFLUENT_CASES
+        for label, key, which in (("(a) ceiling", "a_ceiling", "ceiling"),
+                                  ("(a') + publish, commit", "a2_ceiling_publishing",
+                                   "ceiling_publishing"),
+                                  ("(b) detector drain", "b_detector", "detector"))
     ] + [(name, value, "") for name, value in [
         ("(c) course: model.predict per beat",
          results.get("c_course_predict_per_beat_beats_per_s")),
@@ -648,10 +747,12 @@ def render(results: dict[str, Any]) -> str:
         if value is not None
     ]
     for key, value in results.items():
+        client = "confluent " if key.startswith(cf) else ""
+        key = key.removeprefix(cf)
         if key.startswith("e_latency_"):
             load = key.removeprefix("e_latency_")
             lines.append(
-                f"(e) produce->alert latency at {load:<7} p50 {value['p50_ms']:6.1f}  "
+                f"(e) {client}produce->alert latency at {load:<7} p50 {value['p50_ms']:6.1f}  "
                 f"p95 {value['p95_ms']:6.1f}  p99 {value['p99_ms']:6.1f} ms  "
                 f"(achieved {value['achieved_beats_per_s']:,.0f}/s, {value['alerts']} alerts)"
             )
@@ -675,10 +776,12 @@ def render(results: dict[str, Any]) -> str:
         if key.startswith("f_pacing_error_"):
             target = key.removeprefix("f_pacing_error_").removesuffix("_percent")
             lines.append(f"(f) pacing error at {target:<26}{value:>14.2f}  %")
-    if "g_memory" in results:
-        g = results["g_memory"]
+    for client, g in (("", results.get("g_memory")), ("confluent ", results.get(f"{cf}g_memory"))):
+        if g is None:
+            continue
         lines.append(
-            f"(g) detector RSS after warm-up / final / max  {g['rss_after_warmup_mib']:.0f} / "
+            f"(g) {client}detector RSS after warm-up / final / max  "
+            f"{g['rss_after_warmup_mib']:.0f} / "
             f"{g['rss_final_mib']:.0f} / {g['rss_max_mib']:.0f} MiB over {g['beats_scored']:,.0f} "
             f"beats (growth {g['growth_after_warmup_mib']:+.1f} MiB)"
         )
@@ -704,14 +807,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma list of parts to run: a,b,c,d,e,f,g,h (default all)",
         env="BEATWATCH_BENCH_ONLY",
     )
+    add_option(
+        parser,
+        "--clients",
+        default="",
+        help="comma list of Kafka clients to measure: kafka-python,confluent "
+        "(default both when confluent-kafka is installed)",
+        env="BEATWATCH_BENCH_CLIENTS",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table, write JSON."""
     sizes = BenchSizes.quick() if args.quick else BenchSizes()
     parts = set(args.only.replace(" ", "").split(",")) if args.only else set("abcdefgh")
+    if args.clients:
+        clients = tuple(c for c in args.clients.replace(" ", "").split(",") if c)
+        unknown = set(clients) - {KAFKA_PYTHON_CLIENT, CONFLUENT_CLIENT}
+        if unknown or KAFKA_PYTHON_CLIENT not in clients:
+            raise ConfigError(
+                f"--clients {args.clients!r}: kafka-python, optionally with confluent "
+                "(the ratios are against kafka-python)"
+            )
+        if CONFLUENT_CLIENT in clients and not confluent_available():
+            raise ConfigError("--clients confluent needs pip install 'beatwatch[confluent]'")
+    else:
+        clients = (KAFKA_PYTHON_CLIENT,) + ((CONFLUENT_CLIENT,) if confluent_available() else ())
     logs = Path(tempfile.mkdtemp(prefix="beatwatch-bench-"))
-    print(f"beatwatch bench ({'quick' if args.quick else 'full'}); logs in {logs}", flush=True)
+    print(
+        f"beatwatch bench ({'quick' if args.quick else 'full'}, clients {', '.join(clients)}); "
+        f"logs in {logs}",
+        flush=True,
+    )
     external = os.environ.get("BEATWATCH_BOOTSTRAP_SERVERS")
     with contextlib.ExitStack() as stack:
         broker_pid = None
@@ -721,7 +848,7 @@ def main(args: argparse.Namespace) -> int:
             broker = stack.enter_context(EmbeddedBroker(log_path=logs / "broker.log"))
             bootstrap = broker.bootstrap_servers
             broker_pid = broker.process.pid if broker.process is not None else None
-        bench = Bench(bootstrap, Path(args.model), sizes, logs, broker_pid)
+        bench = Bench(bootstrap, Path(args.model), sizes, logs, broker_pid, clients)
         steps: list[tuple[str, str, Any]] = []
         for case in CASES if parts & set("ab") else ("json", "binary") if "f" in parts else ():
             topic = bench.prefill(case)
@@ -744,6 +871,7 @@ def main(args: argparse.Namespace) -> int:
     results = {
         "machine": machine(),
         "sizes": sizes.__dict__,
+        "clients": list(clients),
         **bench.results,
         "ratios": ratios(bench.results),
     }
