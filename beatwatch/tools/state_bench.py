@@ -79,7 +79,9 @@ def all_alert_model(target: Path) -> Path:
 class Detector:
     """A ``python -m detector`` child of the benchmark."""
 
-    def __init__(self, name: str, bootstrap: str, prefix: str, model: Path, work: Path) -> None:
+    def __init__(
+        self, name: str, bootstrap: str, prefix: str, model: Path, work: Path, session_ms: int
+    ) -> None:
         self.port = free_port()
         self.log_path = work / f"{name}.log"
         self.command = [
@@ -88,7 +90,7 @@ class Detector:
             "--alerts-topic", f"{prefix}-alerts", "--dlq-topic", f"{prefix}-dlq",
             "--incidents-topic", f"{prefix}-incidents", "--state-topic", f"{prefix}-state",
             "--group-id", f"{prefix}-g", "--metrics-port", str(self.port),
-            "--metrics-host", "127.0.0.1", "--session-timeout-ms", str(SESSION_TIMEOUT_MS),
+            "--metrics-host", "127.0.0.1", "--session-timeout-ms", str(session_ms),
             "--no-create-topics",
         ]  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
@@ -222,7 +224,8 @@ def scenario(name: str, args: argparse.Namespace, work: Path, model: Path) -> di
         ensure_topics(kafka, {f"{prefix}-dlq": 1})
         count = 2 if name == "standby" else 1
         detectors = [
-            Detector(f"{name}-{i}", bootstrap, prefix, model, work).start() for i in range(count)
+            Detector(f"{name}-{i}", bootstrap, prefix, model, work, args.session_timeout_ms).start()
+            for i in range(count)
         ]
         try:
             for detector in detectors:
@@ -238,7 +241,9 @@ def scenario(name: str, args: argparse.Namespace, work: Path, model: Path) -> di
                 owned = victim.partitions()
                 killed = victim.kill()
                 if name == "restart":
-                    taker = Detector(f"{name}-new", bootstrap, prefix, model, work).start()
+                    taker = Detector(
+                        f"{name}-new", bootstrap, prefix, model, work, args.session_timeout_ms
+                    ).start()
                     detectors.append(taker)
                 else:
                     taker = detectors[1]
@@ -255,7 +260,7 @@ def scenario(name: str, args: argparse.Namespace, work: Path, model: Path) -> di
         "scenario": name,
         "streams": args.streams,
         "rate_beats_per_s": args.rate,
-        "session_timeout_ms": SESSION_TIMEOUT_MS,
+        "session_timeout_ms": args.session_timeout_ms,
         "partitions_taken_over": len(owned),
         "kill_to_new_process_up_s": round(up_at - killed, 2) if up_at else None,
         "kill_to_assigned_s": round(assigned_at - killed, 2) if assigned_at else None,
@@ -275,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=240.0, help="longest replay")
     parser.add_argument("--warm-s", type=float, default=10.0,
                         help="seconds of flow after all streams have state")  # fmt: skip
+    parser.add_argument("--session-timeout-ms", type=int, default=SESSION_TIMEOUT_MS,
+                        help="the detectors' group session timeout")  # fmt: skip
     parser.add_argument("--scenarios", nargs="+", default=["standby", "restart"],
                         choices=["standby", "restart"])  # fmt: skip
     parser.add_argument("--work-dir", type=Path, default=None,

@@ -288,3 +288,33 @@ def test_repeats_within_one_batch_change_nothing(monkeypatch: Any):
     assert _publish(step, broker, _batch(rows + rows + _pattern(0, "a", "x", first=2)))
     assert (step.store.get(0, "a") or {}).get("seq") == 2
     assert _events(broker) == [("incident/a/0/mv", "open", 0)]
+
+
+def test_incident_and_state_topics_must_differ_from_the_others_unless_incidents_are_off():
+    from pathlib import Path
+
+    from beatwatch.errors import ConfigError
+    from beatwatch.kafka import KafkaSettings
+    from detector.service import DetectorSettings
+
+    base = {"kafka": KafkaSettings(), "model_dir": Path("m")}
+    with pytest.raises(ConfigError, match="incidents and state topics must differ"):
+        DetectorSettings(**base, state_topic="ecg-alerts")  # type: ignore[arg-type]
+    DetectorSettings(**base, state_topic="ecg-alerts", incidents=False)  # type: ignore[arg-type]
+
+
+def test_rule_options_reach_the_rules_and_bad_ones_are_refused_in_one_line():
+    import argparse
+
+    from beatwatch.errors import ConfigError
+    from detector.stream_state import add_arguments, rules_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    rules = rules_from_args(
+        parser.parse_args(["--incident-silence-s", "5", "--incident-run-beats", "4"])
+    )
+    assert rules.silence_s == 5.0 and rules.run_beats == 4 and rules.window_beats == 8
+    with pytest.raises(ConfigError) as info:
+        rules_from_args(parser.parse_args(["--incident-min-abnormal", "9"]))
+    assert "\n" not in str(info.value)
