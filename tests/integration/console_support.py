@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ from kafka import KafkaProducer
 from beatwatch.alert import build_alert, encode_alert, explain
 from beatwatch.artifact import Artifact
 from beatwatch.wire import Beat, encode
+from tests.support.commands import BEATWATCH, child_env
+from tests.support.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("BEATWATCH_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -56,26 +57,26 @@ class ConsoleProcess:
     """``beatwatch console`` in a subprocess, as a user runs it."""
 
     def __init__(self, *args: str, log_path: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BEATWATCH_")}
         self.log_path = log_path
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "beatwatch.cli", "console", "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=log_path.open("w"), cwd=REPO_ROOT, env=env, text=True,
+            [*BEATWATCH, "console", "--port", "0", *args],
+            stdout=subprocess.PIPE, stderr=log_path.open("w"), cwd=REPO_ROOT, env=child_env(),
+            text=True,
         )  # fmt: skip
         assert self.popen.stdout is not None
         line = self.popen.stdout.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
         assert match, f"no address printed: {line!r}\n{self.log()}"
         self.url = match.group(1)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"console not serving\n{self.log()}")
+        wait_for(self.serving, 30, "the console to serve", interval_s=0.2, context=self.log)
+
+    def serving(self) -> bool:
+        """Whether ``/healthz`` answers 200."""
+        try:
+            with urllib.request.urlopen(self.url + "healthz", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
