@@ -190,6 +190,13 @@ def read_verdicts(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def _padded(alerts: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    out_alerts, out_scores = np.zeros(n, dtype=bool), np.zeros(n)
+    m = min(n, alerts.size)
+    out_alerts[:m], out_scores[:m] = alerts[:m], scores[:m]
+    return out_alerts, out_scores
+
+
 def evaluate(
     records: list[AnnotatedBeats],
     rules: IncidentRules,
@@ -239,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if missing:
             print(f"--verdicts has no rows for {', '.join(missing)}", file=sys.stderr)
             return 2
-        verdicts = [[real[r.record] for r in records]]
+        # Beats without a verdict (a window cut off at the record's edge) count as normal.
+        verdicts = [[_padded(*real[r.record], len(r.classes)) for r in records]]
     else:
         verdicts = []
         for seed in range(args.seeds):
