@@ -92,7 +92,7 @@ class PatientRules:
     input_scale: float
     population_ref: float
     n_leads: int = 1
-    scale_beats: int = 32
+    scale_beats: int = 128
     learn_s: float = 300.0
     learn_max_beats: int = 512
     learn_min_beats: int = 32
@@ -268,9 +268,18 @@ class StreamScorer:
     def residuals(self, samples: np.ndarray, lead_scales: np.ndarray) -> np.ndarray:
         """Regional residual of each beat (scaled units), from one autoencoder call."""
         scaled = self.scaled(samples, lead_scales)
-        rebuilt = np.asarray(self.reconstruct(scaled), dtype=np.float64)
+        return self.region_residuals(scaled, self.reconstruct(scaled))
+
+    def region_residuals(self, scaled: np.ndarray, rebuilt: np.ndarray) -> np.ndarray:
+        """Regional residual of scaled beats, given their reconstruction.
+
+        The detector reconstructs the beats of many streams in one call, then
+        takes each stream's rows; :meth:`residuals` is this after one call.
+        """
         lo, hi = self.rules.region_start, self.rules.region_end
-        return scaled[:, lo:hi].astype(np.float64) - rebuilt[:, lo:hi]
+        rebuilt = np.asarray(rebuilt, dtype=np.float64)
+        residual: np.ndarray = np.asarray(scaled)[:, lo:hi].astype(np.float64) - rebuilt[:, lo:hi]
+        return residual
 
     def score(
         self, beats: StreamBeats, state: dict[str, Any] | None
@@ -285,6 +294,33 @@ class StreamScorer:
         lead_scales, state = self.lead_scales(beats, state)
         residuals = self.residuals(beats.samples, lead_scales)
         return self.score_residuals(beats, residuals, state)
+
+    def score_streams(
+        self, items: Sequence[tuple[StreamBeats, dict[str, Any] | None]]
+    ) -> list[StreamScores]:
+        """Score several streams' beats with one autoencoder call (a detector's poll batch).
+
+        Each item is one stream's beats in order and its state; the result for
+        each equals :meth:`score_beats` on that item alone.
+        """
+        states = [state if state is not None else self.initial_state() for _, state in items]
+        scaled_parts = []
+        for i, (beats, _) in enumerate(items):
+            scales, states[i] = self.lead_scales(beats, states[i])
+            scaled_parts.append(self.scaled(beats.samples, scales))
+        if not scaled_parts:
+            return []
+        scaled = np.concatenate(scaled_parts)
+        rebuilt = np.asarray(self.reconstruct(scaled), dtype=np.float64)
+        lo, hi = self.rules.region_start, self.rules.region_end
+        residuals = scaled[:, lo:hi].astype(np.float64) - rebuilt[:, lo:hi]
+        out = []
+        start = 0
+        for (beats, _), state in zip(items, states, strict=True):
+            end = start + len(beats.seq)
+            out.append(self.score_residuals(beats, residuals[start:end], state))
+            start = end
+        return out
 
     def lead_scales(
         self, beats: StreamBeats, state: dict[str, Any]

@@ -186,3 +186,26 @@ def test_unknown_rhythm_context_is_not_premature() -> None:
     out = scorer.score_beats(beats._replace(rr_prev_ms=rr), None)
     assert np.isfinite(out.scores).all()
     assert out.kind[70] == KIND_NONE
+
+
+def test_several_streams_in_one_call_equal_each_alone() -> None:
+    calls = []
+
+    def model(scaled: np.ndarray) -> np.ndarray:
+        calls.append(len(scaled))
+        return 0.5 * scaled
+
+    scorer = StreamScorer(RULES, model, L)
+    a = patient("normal-a", ectopic_at=(50,))
+    b = patient("normal-b", n=80, premature_at=(60,))
+    mid = scorer.score_beats(a._replace(**{k: getattr(a, k)[:40] for k in a._fields}), None).state
+    rest_a = a._replace(**{k: getattr(a, k)[40:] for k in a._fields})
+    calls.clear()
+    together = scorer.score_streams([(rest_a, mid), (b, None)])
+    assert calls == [len(rest_a.seq) + len(b.seq)]  # one autoencoder call
+    for got, (beats, state) in zip(together, [(rest_a, mid), (b, None)], strict=True):
+        alone = scorer.score_beats(beats, state)
+        np.testing.assert_array_equal(got.scores, alone.scores)
+        np.testing.assert_array_equal(got.kind, alone.kind)
+        assert got.state == alone.state
+    assert scorer.score_streams([]) == []
