@@ -301,7 +301,8 @@ class StreamScorer:
         """Score several streams' beats with one autoencoder call (a detector's poll batch).
 
         Each item is one stream's beats in order and its state; the result for
-        each equals :meth:`score_beats` on that item alone.
+        each equals :meth:`score_beats` on that item alone, as far as the
+        autoencoder gives each beat the same reconstruction in a larger batch.
         """
         states = [state if state is not None else self.initial_state() for _, state in items]
         scaled_parts = []
@@ -311,9 +312,7 @@ class StreamScorer:
         if not scaled_parts:
             return []
         scaled = np.concatenate(scaled_parts)
-        rebuilt = np.asarray(self.reconstruct(scaled), dtype=np.float64)
-        lo, hi = self.rules.region_start, self.rules.region_end
-        residuals = scaled[:, lo:hi].astype(np.float64) - rebuilt[:, lo:hi]
+        residuals = self.region_residuals(scaled, self.reconstruct(scaled))
         out = []
         start = 0
         for (beats, _), state in zip(items, states, strict=True):
