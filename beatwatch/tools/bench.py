@@ -368,7 +368,7 @@ class Bench:
             scored = 0.0
             deadline = time.monotonic() + 600
             while scored < self.sizes.drain_beats and time.monotonic() < deadline:
-                samples = promtext.scrape(f"{url}/metrics")
+                samples = scrape(f"{url}/metrics")
                 scored = promtext.value(samples, "beatwatch_beats_scored_total")
                 if first is None and scored > 0:
                     first = (time.perf_counter(), scored)
@@ -399,7 +399,7 @@ class Bench:
             urls = [f"{first}/metrics", f"{second}/metrics"]
 
             def both() -> list[promtext.Samples]:
-                return [promtext.scrape(url) for url in urls]
+                return [scrape(url) for url in urls]
 
             deadline = time.monotonic() + 120
             scraped: list[promtext.Samples] = []
@@ -509,7 +509,7 @@ class Bench:
         """
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and producer.poll() is None:
-            scraped = promtext.scrape(f"{url}/metrics")
+            scraped = scrape(f"{url}/metrics")
             if promtext.value(scraped, "beatwatch_beats_scored_total") > 0:
                 break
             time.sleep(0.1)
@@ -543,7 +543,7 @@ class Bench:
                 deadline = time.monotonic() + 900
                 while scored < n and time.monotonic() < deadline:
                     scored = promtext.value(
-                        promtext.scrape(f"{url}/metrics"), "beatwatch_beats_scored_total"
+                        scrape(f"{url}/metrics"), "beatwatch_beats_scored_total"
                     )
                     trace.append((scored, _rss_mib(process.pid)))
                     time.sleep(0.5)
@@ -555,6 +555,22 @@ class Bench:
             "growth_after_warmup_mib": trace[-1][1] - warm,
             "rss_max_mib": max(rss for _, rss in trace),
         }
+
+
+def scrape(url: str, timeout_s: float = 60.0) -> promtext.Samples:
+    """Scrape a process's metrics, retrying for up to ``timeout_s``.
+
+    On a machine shared with other work a busy detector can take more than
+    one scrape's 2 s to answer; that is a slow answer, not a failed run.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return promtext.scrape(url, timeout_s=5.0)
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def next_scrape_s(first: tuple[float, float] | None, scored: float, target: float) -> float:
