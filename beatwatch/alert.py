@@ -193,8 +193,14 @@ def build_alert(
     offset: int,
     detected_ts_ms: int,
     p_value: float | None = None,
+    kind: str | None = None,
+    learning: bool | None = None,
 ) -> dict[str, Any]:
-    """Build the alert for one beat over threshold (see ``docs/schemas/alert.schema.json``)."""
+    """Build the alert for one beat over threshold (see ``docs/schemas/alert.schema.json``).
+
+    ``kind`` (``"V"`` or ``"S"``) and ``learning`` are given by a patient-adaptive
+    model only (``beatwatch.patient``); other alerts do not carry them.
+    """
     alert: dict[str, Any] = {
         "alert_id": alert_id(beat.stream, beat.seq, model_version),
         "stream": beat.stream,
@@ -212,6 +218,10 @@ def build_alert(
     }
     if p_value is not None:
         alert["p_value"] = p_value
+    if kind is not None:
+        alert["kind"] = kind
+    if learning is not None:
+        alert["learning"] = learning
     if beat.label is not None:
         alert["label"] = beat.label
     return alert
@@ -258,6 +268,8 @@ def encode_alerts(
     partitions: Sequence[int],
     offsets: Sequence[int],
     detected_ts_ms: int,
+    kinds: Sequence[str] | None = None,
+    learning: Sequence[bool] | None = None,
 ) -> list[bytes]:
     """The alert messages of a batch, written as JSON directly from the batch's columns.
 
@@ -282,6 +294,9 @@ def encode_alerts(
         partitions: source partition of each.
         offsets: source offset of each.
         detected_ts_ms: the detection time.
+        kinds: alert kind of each (``"V"``, ``"S"``), from a patient-adaptive model only.
+        learning: whether each was scored while its stream was still learning
+            (patient-adaptive model only).
     """
     ex = explained
     version = _json_string(model_version)[1:-1]
@@ -321,6 +336,10 @@ def encode_alerts(
         extra = ""
         if p_values is not None:
             extra += f',"p_value":{_number(float(p_values[row]))}'
+        if kinds is not None:
+            extra += f',"kind":{_json_string(kinds[row])}'
+        if learning is not None:
+            extra += ',"learning":true' if learning[row] else ',"learning":false'
         label = labels[row]
         if label is not None:
             extra += f',"label":{int(label)}'

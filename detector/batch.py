@@ -131,18 +131,10 @@ def dead_letter(record: Record, reason: str, detail: str) -> Outgoing:
     return Outgoing(key, value, headers)
 
 
-def process_batch(
-    records: Sequence[Record], scorer: BatchScorer, model: ModelContext, now_ms: int
-) -> BatchOutcome:
-    """Decode, validate and score ``records``; return alerts and dead letters to publish.
-
-    Args:
-        records: the polled records, any partitions, in poll order.
-        scorer: the batched model call.
-        model: threshold, version, input length, regions, size limit.
-        now_ms: the detection time, epoch milliseconds.
-    """
-    outcome = BatchOutcome(next_offsets=next_offsets(records))
+def decode_checked(
+    records: Sequence[Record], model: ModelContext, outcome: BatchOutcome
+) -> DecodedBatch:
+    """Decode ``records``; each refused one becomes a dead letter in ``outcome``, counted."""
     decoded = decode_batch(
         records, expected_length=model.input_length, max_message_bytes=model.max_message_bytes
     )
@@ -155,6 +147,22 @@ def process_batch(
             reason, detail = "internal", type(exc).__name__
         outcome.dead_letters.append(dead_letter(record, reason, detail))
         outcome.invalid_reasons[reason] += 1
+    return decoded
+
+
+def process_batch(
+    records: Sequence[Record], scorer: BatchScorer, model: ModelContext, now_ms: int
+) -> BatchOutcome:
+    """Decode, validate and score ``records``; return alerts and dead letters to publish.
+
+    Args:
+        records: the polled records, any partitions, in poll order.
+        scorer: the batched model call.
+        model: threshold, version, input length, regions, size limit.
+        now_ms: the detection time, epoch milliseconds.
+    """
+    outcome = BatchOutcome(next_offsets=next_offsets(records))
+    decoded = decode_checked(records, model, outcome)
     if not decoded.index:
         return outcome
 

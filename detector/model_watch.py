@@ -29,6 +29,7 @@ from beatwatch.artifact import Artifact, load_artifact
 from beatwatch.errors import ArtifactError
 from beatwatch.model_store import is_model_root, read_pointer
 from detector.batch import ModelContext
+from detector.patient_scoring import PatientScoring, patient_scoring
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,15 @@ class LoadedModel:
         scorer: the compiled scoring call (``beatwatch.scoring.Scorer``), warmed up.
         context: threshold, version, regions and limits for ``process_batch``.
         pointer: the ``CURRENT`` line it was loaded from (None: a plain directory).
+        patient: the per-stream scoring of a patient-adaptive model (artifact
+            section ``"patient"``), None for a model that scores beats alone.
     """
 
     artifact: Artifact
     scorer: Any
     context: ModelContext
     pointer: str | None = None
+    patient: PatientScoring | None = None
 
     @property
     def version(self) -> str:
@@ -135,6 +139,12 @@ def warm_up(artifact: Artifact, max_message_bytes: int, pointer: str | None) -> 
         raise ModelRefusedError("load", f"{artifact.path}: cannot score: {exc}") from None
     if scores.shape != (WARM_UP_BEATS,):
         raise ModelRefusedError("load", f"{artifact.path}: scoring returned shape {scores.shape}")
+    try:
+        patient = patient_scoring(artifact)
+    except ArtifactError as exc:
+        raise ModelRefusedError("artifact", str(exc)) from None
+    if patient is not None:  # the per-stream path calls the model its own way: warm it too
+        patient.scorer.reconstruct(np.zeros((WARM_UP_BEATS, artifact.input_length), np.float32))
     context = ModelContext(
         input_length=artifact.input_length,
         threshold=artifact.threshold,
@@ -142,7 +152,7 @@ def warm_up(artifact: Artifact, max_message_bytes: int, pointer: str | None) -> 
         regions=artifact.regions,
         max_message_bytes=max_message_bytes,
     )
-    return LoadedModel(artifact, scorer, context, pointer)
+    return LoadedModel(artifact, scorer, context, pointer, patient)
 
 
 def load_version(

@@ -7,6 +7,7 @@ row (each partition's beats in their order) without decoding anything again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -23,6 +24,9 @@ class ScoredBeats:
         abnormal: whether the beat alerted.
         rr_prev_ms: the RR interval before the beat, when the beat carries one.
         regions: for an abnormal beat, the region where its reconstruction failed most.
+        parts: named parts of the stream's state record that the beat sets once
+            the stream's seq guard accepts it (``{"patient": ...}`` from a
+            patient-adaptive model); empty when no scorer keeps state.
     """
 
     partitions: list[int] = field(default_factory=list)
@@ -34,6 +38,7 @@ class ScoredBeats:
     abnormal: list[bool] = field(default_factory=list)
     rr_prev_ms: list[float | None] = field(default_factory=list)
     regions: list[str | None] = field(default_factory=list)
+    parts: list[dict[str, Any] | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.seqs)

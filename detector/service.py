@@ -66,6 +66,7 @@ from detector.batch import (
     wait_before_poll_s,
 )
 from detector.model_watch import DEFAULT_MODEL_POLL_S, LoadedModel, ModelWatcher, open_model
+from detector.patient_scoring import StoreAccess, score_patient_batch
 
 log = logging.getLogger(__name__)
 
@@ -263,10 +264,19 @@ class Detector:
         self.assignment = _Assignment(self.metrics, self.steps)
         # Read when scraped, like /ready: a blocked loop cannot leave it stale.
         self.metrics.ready.set_function(lambda: 1.0 if self.ready else 0.0)
+        # Where a patient-adaptive model's per-stream state lives: the state step's store.
+        self.patient_state: StoreAccess | None = None
         if settings.incidents:
             from detector.stream_state import state_step  # it imports this module
 
-            self.add_step(state_step(self))
+            step = state_step(self)
+            self.add_step(step)
+            self.patient_state = StoreAccess(step.restore_pending, step.store.owns, step.store.get)
+        if self.loaded.patient is not None and self.patient_state is None:
+            raise ConfigError(
+                f"{settings.model_dir} is a patient-adaptive model: it keeps per-stream state, "
+                "which --no-incidents turns off"
+            )
         # Records per poll: max_batch, less while batches overrun the poll interval.
         self.max_records = settings.max_batch
         # The previous poll: when it returned (monotonic seconds) and how many records.
@@ -295,6 +305,12 @@ class Detector:
         """Between two batches: take up the new version the watcher loaded, if any."""
         loaded = self.watcher.take() if self.watcher is not None else None
         if loaded is None or loaded.version == self.model.model_version:
+            return
+        if loaded.patient is not None and self.patient_state is None:
+            log.error(
+                "model %s refused: patient-adaptive, and per-stream state is off", loaded.version
+            )
+            self.metrics.model_refusals.labels("artifact").inc()
             return
         previous = self.model.model_version
         self._use_model(loaded)
@@ -431,9 +447,12 @@ class Detector:
             self.max_records = min(self.settings.max_batch, self.max_records * 2)
 
     def _score(self, records: Sequence[Record]) -> BatchOutcome:
-        outcome = process_batch(
-            records, self.scorer, self.model, now_ms=time.time_ns() // 1_000_000
-        )
+        now_ms = time.time_ns() // 1_000_000
+        patient = self.loaded.patient
+        if patient is not None and self.patient_state is not None:
+            outcome = score_patient_batch(records, patient, self.model, self.patient_state, now_ms)
+        else:
+            outcome = process_batch(records, self.scorer, self.model, now_ms=now_ms)
         if outcome.scored:
             self.metrics.scoring_seconds.observe(outcome.scoring_s)
             self.metrics.batch_size.observe(outcome.scored)

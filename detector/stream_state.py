@@ -225,6 +225,9 @@ class StreamStateStep(BatchStep):
                 if record is None:
                     continue  # a repeat: applied before this redelivery
                 record[SEEN] = now_ms
+                parts = beats.parts[row] if beats.parts else None
+                if parts is not None:
+                    record.update(parts)  # e.g. the patient-adaptive score's state
                 machine = record.get(PART)
                 if machine is None:
                     machine = record[PART] = new_state()
