@@ -268,19 +268,24 @@ class _Helper:
     """
 
     def __init__(self) -> None:
-        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any], str] | None] = (
             queue.SimpleQueue()
         )
         self._thread = threading.Thread(target=self._serve, name="confluent-helper", daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
+        me = threading.current_thread()
         while (item := self._calls.get()) is not None:
-            call, future = item
+            call, future, caller = item
+            # Under the caller's name: callbacks the call runs (a close revokes
+            # the partitions) log as the caller's, as they would without a helper.
+            me.name = caller
             try:
                 future.set_result(call())
             except BaseException as exc:
                 future.set_exception(exc)
+            me.name = "confluent-helper"
 
     def run(self, call: Callable[[], T], timeout_s: float) -> T:
         """Return ``call()``'s result.
@@ -289,7 +294,7 @@ class _Helper:
             TimeoutError: not done within ``timeout_s`` (it goes on in the background).
         """
         future: Future[T] = Future()
-        self._calls.put((call, future))
+        self._calls.put((call, future, threading.current_thread().name))
         try:
             return future.result(timeout=timeout_s)
         except FutureTimeout:
