@@ -38,8 +38,10 @@ from detector.service import Detector, DetectorSettings
 from producer.service import ProducerSettings, ProducerStats
 from producer.service import run as produce
 from producer.source import ReplaySource, stream_id
-from tests.integration.pipeline_support import MODEL_DIR, REPO_ROOT, Topics, read_topic
+from tests.integration.pipeline_support import MODEL_DIR, Topics, read_topic
 from tests.support.clients import client_settings
+from tests.support.commands import Background
+from tests.support.waiting import wait_for
 
 # Scores are mean squared errors, positive for any real beat, so this threshold
 # makes every scored beat an alert. The accounting tests need that: alerts are
@@ -144,10 +146,7 @@ class DetectorProcess:
 
     def start(self) -> DetectorProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
-            )
+        self.process = Background("detector", self.args, self.log_path, env=env).popen
         return self
 
     @property
@@ -183,14 +182,17 @@ class DetectorProcess:
             return 0.0
 
     def wait_ready(self, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        def running() -> None:
             if not self.alive():
                 raise AssertionError(f"detector exited:\n{self.log_tail()}")
-            if self.http_status("/ready") == 200:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"detector not ready after {timeout_s} s:\n{self.log_tail()}")
+
+        wait_for(
+            lambda: self.http_status("/ready") == 200,
+            timeout_s,
+            "the detector to be ready",
+            check=running,
+            context=self.log_tail,
+        )
 
     def signal(self, signum: int) -> None:
         assert self.process is not None
