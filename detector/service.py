@@ -123,8 +123,8 @@ class DetectorSettings:
             # The detector would read its own alerts or dead letters as beats: a
             # dead letter of a dead letter, forever.
             raise ConfigError(
-                "the beats, alerts, dead-letter, incidents and state topics must differ: "
-                + ", ".join(f"{flag} {name}" for flag, name in topics.items())
+                "the beats, alerts and dead-letter topics must differ, also from the incidents "
+                "and state topics: " + ", ".join(f"{flag} {name}" for flag, name in topics.items())
             )
         # A linger is a sleep between polls: past the poll interval the group evicts
         # this detector, and a stop request waits for it to end.

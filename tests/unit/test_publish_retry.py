@@ -37,9 +37,12 @@ def alerting_records(offsets: Sequence[int]) -> list[Record]:
 
 @pytest.fixture(scope="module")
 def settings() -> DetectorSettings:
+    # No state step: these tests count the loop's own messages (tests/unit/test_stream_state.py
+    # covers the step with fakes).
     return DetectorSettings(
-        kafka=KafkaSettings(), model_dir=MODEL_DIR, metrics_port=-1, publish_retry_backoff_s=0
-    )
+        kafka=KafkaSettings(), model_dir=MODEL_DIR, metrics_port=-1, publish_retry_backoff_s=0,
+        incidents=False,
+    )  # fmt: skip
 
 
 def connected(

@@ -298,7 +298,7 @@ def test_incident_and_state_topics_must_differ_from_the_others_unless_incidents_
     from detector.service import DetectorSettings
 
     base = {"kafka": KafkaSettings(), "model_dir": Path("m")}
-    with pytest.raises(ConfigError, match="incidents and state topics must differ"):
+    with pytest.raises(ConfigError, match="also from the incidents and state topics"):
         DetectorSettings(**base, state_topic="ecg-alerts")  # type: ignore[arg-type]
     DetectorSettings(**base, state_topic="ecg-alerts", incidents=False)  # type: ignore[arg-type]
 
