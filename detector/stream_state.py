@@ -75,6 +75,9 @@ SILENCE_SCAN_INTERVAL_S = 1.0
 # Restoring retries a broker that does not answer for this long, then gives up
 # (the detector stops without committing; its partitions go to another member).
 RESTORE_TIMEOUT_S = 60.0
+# A stream without an open incident and without beats for this long is
+# forgotten (a tombstone in the changelog); if it comes back, it starts afresh.
+FORGET_AFTER_S = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class StateSettings:
     incidents_topic: str = INCIDENTS_TOPIC
     rules: IncidentRules = field(default_factory=IncidentRules)
     restore_timeout_s: float = RESTORE_TIMEOUT_S
+    forget_after_s: float = FORGET_AFTER_S
 
 
 @dataclass
@@ -325,9 +329,14 @@ class StreamStateStep(BatchStep):
                 continue  # beats may be waiting: not silence
             for stream, record in self.store.items(partition):
                 machine = record.get(PART)
+                silent_ms = now_ms - int(record.get(SEEN, now_ms))
                 if machine is None or not is_open(machine):
+                    if silent_ms >= self.settings.forget_after_s * 1000 and not record.get(OUTBOX):
+                        # A stream gone for good (a discharged patient): its state
+                        # would otherwise stay in memory and in the changelog forever.
+                        self.store.delete(partition, stream)
                     continue
-                if now_ms - int(record.get(SEEN, now_ms)) < silence_ms:
+                if silent_ms < silence_ms:
                     continue
                 event = close_silent(machine, stream)
                 if event is not None:

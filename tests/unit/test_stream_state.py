@@ -318,3 +318,21 @@ def test_rule_options_reach_the_rules_and_bad_ones_are_refused_in_one_line():
     with pytest.raises(ConfigError) as info:
         rules_from_args(parser.parse_args(["--incident-min-abnormal", "9"]))
     assert "\n" not in str(info.value)
+
+
+def test_a_stream_gone_for_a_day_is_forgotten_with_a_tombstone():
+    broker, clock = FakeBroker(), Clock()
+    step = _step(broker, clock)
+    step.on_assigned([Partition(BEATS, 0)])
+    assert _publish(step, broker, _batch(_pattern(0, "a", "xxx") + _pattern(0, "b", "...")))
+    clock.ms += 31_000
+    step.before_poll()  # a's incident closes on silence; b has none
+    clock.ms += 24 * 3600 * 1000
+    step._last_scan_s = 0.0
+    step.before_poll()
+    assert step.store.get(0, "a") is None and step.store.get(0, "b") is None
+    assert [r.value for r in broker.logs["state"][0][-2:]] == [None, None]
+    rebuilt = _step(broker, clock)
+    rebuilt.on_assigned([Partition(BEATS, 0)])
+    rebuilt.restore_pending()
+    assert rebuilt.store.stream_count() == 0
