@@ -35,6 +35,10 @@ from prometheus_client import CollectorRegistry
 from beatwatch.tools.broker import EmbeddedBroker
 from tests.support.paths import REPO_ROOT
 
+# Fixtures defined beside their helpers, registered here once for every test
+# (never imported into test modules): kafka_client runs a test once per client.
+pytest_plugins = ["tests.support.clients"]
+
 TESTS = Path(__file__).resolve().parent
 # platform.processor() runs `uname -p` once and caches it; h5py asks at import.
 # Asked here, a library's one-time probe is not taken for a test's child process.

@@ -40,7 +40,6 @@ from tests.faults.support import (
     wait_for_alerts,
 )
 from tests.integration.pipeline_support import REPO_ROOT, Topics, create_topics, read_topic
-from tests.support.clients import kafka_client  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PARTITIONS = 4

@@ -37,7 +37,6 @@ from tests.integration.pipeline_support import (
     read_topic,
     wait_for,
 )
-from tests.support.clients import kafka_client  # noqa: F401
 
 # Each test runs with each client library (kafka-python, confluent-kafka).
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("kafka_client")]

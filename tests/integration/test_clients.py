@@ -22,7 +22,7 @@ from beatwatch.clients import (
 from beatwatch.kafka import KafkaSettings, ensure_topics
 from beatwatch.partitioner import CachedKeyPartitioner
 from beatwatch.tools.broker import free_port
-from tests.support.clients import client_settings, kafka_client  # noqa: F401
+from tests.support.clients import client_settings
 
 
 def drain(consumer: object, n: int, timeout_s: float = 60.0) -> list[Record]:

@@ -30,7 +30,7 @@ from tests.integration.pipeline_support import (
     scrape_port,
     wait_for,
 )
-from tests.support.clients import client_settings, kafka_client  # noqa: F401
+from tests.support.clients import client_settings
 
 # Every test runs with each client library (kafka-python, confluent-kafka).
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("kafka_client")]

@@ -21,7 +21,7 @@ from beatwatch.clients import (
 )
 from beatwatch.kafka import ensure_topics
 from beatwatch.state import StateStore
-from tests.support.clients import client_settings, kafka_client  # noqa: F401
+from tests.support.clients import client_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("kafka_client")]
 
