@@ -1,6 +1,10 @@
-"""What the tests share, in one place (fixtures themselves live in tests/conftest.py).
+"""What the tests share, in one place (fixtures are registered in tests/conftest.py).
 
 - ``paths``: the repository, the model the tests use, the development data.
 - ``waiting``: ``wait_for``, the one polling loop.
-- ``commands``: running ``beatwatch`` as a user does, in a child process.
+- ``commands``: running ``beatwatch`` as a user does: to its end (``run``,
+  ``run_beatwatch``, ``error_line``) or in the background (``Background``),
+  with the user's ``BEATWATCH_*`` settings left out (``child_env``).
+- ``clients``: the ``kafka_client`` fixture (a test runs once per Kafka client)
+  and ``client_settings``.
 """
