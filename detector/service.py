@@ -51,6 +51,7 @@ from beatwatch.incident_rules import IncidentRules
 from beatwatch.kafka import (
     ALERTS_TOPIC,
     BEATS_TOPIC,
+    CONFLUENT_CLIENT,
     DLQ_TOPIC,
     FETCH_MAX_WAIT_MS,
     KafkaSettings,
@@ -133,6 +134,15 @@ class DetectorSettings:
             raise ConfigError(
                 f"--batch-linger-ms {self.batch_linger_ms} is over {limit_ms} ms "
                 f"(at most {MAX_BATCH_LINGER_MS} ms and half of --max-poll-interval-ms)"
+            )
+        if (
+            self.kafka.client == CONFLUENT_CLIENT
+            and self.max_poll_interval_ms < self.session_timeout_ms
+        ):
+            raise ConfigError(
+                f"--max-poll-interval-ms {self.max_poll_interval_ms} is under "
+                f"--session-timeout-ms {self.session_timeout_ms}: librdkafka "
+                "(--kafka-client confluent) needs it at least as long"
             )
 
     def consumer_options(self) -> ConsumerOptions:

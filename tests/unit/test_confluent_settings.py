@@ -125,3 +125,14 @@ def test_librdkafka_logs_go_through_python_logging_where_secrets_are_redacted() 
     config = confluent.client_config(KafkaSettings(client="confluent"))
     assert isinstance(config["logger"], logging.Logger)
     assert config["logger"].name.startswith("beatwatch.")
+
+
+def test_the_detector_refuses_a_poll_interval_librdkafka_would_reject() -> None:
+    from detector.service import DetectorSettings
+
+    with pytest.raises(ConfigError, match="--max-poll-interval-ms 700 is under --session-timeout"):
+        DetectorSettings(
+            kafka=KafkaSettings(client="confluent"), model_dir=Path("m"), max_poll_interval_ms=700
+        )
+    # kafka-python takes it (the fault suite's R5 relies on a 700 ms interval).
+    DetectorSettings(kafka=KafkaSettings(), model_dir=Path("m"), max_poll_interval_ms=700)
