@@ -38,7 +38,8 @@ $(DEV): pyproject.toml $(LOCK) | $(UV)
 
 venv: $(DEV)
 
-demo: $(RUNTIME)
+# The demo, the benchmark and training read ECG5000: `make data` fetches it first.
+demo: $(RUNTIME) data
 	$(BW) demo
 
 # Re-resolve constraints.txt after a change to pyproject.toml's dependencies:
@@ -53,9 +54,10 @@ lock: | $(UV)
 	$(UV_COMPILE) pyproject.toml --all-extras -o constraints.txt
 	echo "checkov==$(CHECKOV_VERSION)" | $(UV_COMPILE) - -o constraints-checkov.txt
 
-# The data the tests read, in the data directory (~/.cache/beatwatch) as a user's
-# installation has it: taken from the development copy beside the repository
-# when it is there, else downloaded; sha256-checked either way, kept once there.
+# The data the demo, bench, training and tests read, in the data directory
+# (~/.cache/beatwatch) as a user's installation has it: taken from the
+# development copy beside the repository when there is one, else downloaded;
+# sha256-checked either way, and kept once there.
 SHARED_DATA ?= ../shared/data
 data: $(RUNTIME)
 	$(BW) data fetch ecg5000 $(if $(wildcard $(SHARED_DATA)/ecg5000/ecg.csv),--from $(SHARED_DATA)/ecg5000)
@@ -118,10 +120,10 @@ test: $(DEV) system-deps checkov kubectl lint data
 test-fast: $(DEV)
 	$(PY) -m pytest -q -m "$(FAST)" -p no:cacheprovider
 
-bench: $(RUNTIME)
+bench: $(RUNTIME) data
 	$(BW) bench
 
-train: $(RUNTIME)
+train: $(RUNTIME) data
 	$(BW) train --out models/ecg5000
 
 clean:
