@@ -69,7 +69,8 @@ class PatientRules:
             beat keeps its larger or smaller size).
         population_ref: median regional error of held-out normal training beats;
             scores beats while a stream is still learning.
-        learn_s: seconds of a stream's beats (by ``ts_ms``) it learns from.
+        learn_s: seconds of a stream's beats (by ``ts_ms``) it learns from; the
+            beats before its lead scales are final (``scale_beats``) are not kept.
         learn_max_beats: cap on the beats kept while learning (state size).
         learn_min_beats: fewer beats than this extend the learning.
         good_quantile: learning beats whose population error is at or below this
@@ -249,6 +250,7 @@ class StreamScorer:
             "reference": None,
             "rr_recent": [],
             "scale_ptp": [],
+            "beats_seen": 0,
         }
 
     def lead_ptp(self, samples: np.ndarray) -> np.ndarray:
@@ -385,11 +387,15 @@ class StreamScorer:
                 kind[i] = KIND_S
             if fresh:
                 st.last_seq = int(seqs[i])
+                # Learn only from beats scaled with the stream's final lead
+                # scales: the template must match the beats it will score.
                 if st.phase == PHASE_LEARNING:
-                    st.learn(error, res, rules)
+                    if st.beats_seen >= rules.scale_beats - 1:
+                        st.learn(error, res, rules)
                 elif kind[i] == KIND_NONE and rules.template_alpha > 0:
                     assert st.template is not None
                     st.template += rules.template_alpha * (res - st.template)
+                st.beats_seen += 1
                 st.add_rr(rr_prev[i], rules)
         return StreamScores(scores, kind != KIND_NONE, kind, learning, st.dump())
 
@@ -407,6 +413,7 @@ class _State:
     reference: float | None
     rr_recent: list[float]
     scale_ptp: list[list[float]]
+    beats_seen: int = 0
 
     @classmethod
     def load(cls, data: dict[str, Any], rules: PatientRules) -> _State:
@@ -430,6 +437,7 @@ class _State:
             reference=None if data["reference"] is None else float(data["reference"]),
             rr_recent=[float(r) for r in data["rr_recent"]],
             scale_ptp=[[float(v) for v in row] for row in data.get("scale_ptp", [])],
+            beats_seen=int(data.get("beats_seen", 0)),
         )
 
     def dump(self) -> dict[str, Any]:
@@ -446,6 +454,7 @@ class _State:
             "reference": self.reference,
             "rr_recent": list(self.rr_recent),
             "scale_ptp": [list(row) for row in self.scale_ptp],
+            "beats_seen": self.beats_seen,
         }
 
     def learn(self, error: float, residual: np.ndarray, rules: PatientRules) -> None:

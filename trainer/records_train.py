@@ -32,7 +32,7 @@ REGION_MS = (-80.0, 100.0)
 # scales and the population reference are filled in by training.
 RULES_CHOSEN: dict[str, Any] = {
     "learn_s": 300.0,
-    "scale_beats": 32,
+    "scale_beats": 128,
     "good_quantile": 0.5,
     "ref_quantile": 0.25,
     "template_alpha": 0.005,
