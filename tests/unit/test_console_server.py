@@ -102,3 +102,21 @@ def test_the_event_stream_sends_the_live_view_and_its_changes(console):
         assert events.readline() == b"event: state\n"
         second = orjson.loads(events.readline().removeprefix(b"data: "))
         assert [s["stream"] for s in second["streams"]] == ["p-1"]
+
+
+def test_a_model_root_rescores_each_alert_with_the_version_it_names(tmp_path):
+    from beatwatch.model_store import publish
+    from beatwatch.tools.console.rescore import Refused
+    from tests.support.faults import all_alert_artifact
+
+    root = tmp_path / "root"
+    shipped = publish(MODEL_DIR, root)
+    other = publish(all_alert_artifact(tmp_path / "other"), root, switch=False)
+    rescorer = Rescorer(root)
+    assert rescorer.model_version == shipped.model_version  # the current one
+    assert rescorer.artifact_for(other.model_version).threshold == other.threshold
+    for unknown in ("ecg5000-000000000000", "../versions/" + other.model_version, "."):
+        with pytest.raises(Refused, match="has no version"):
+            rescorer.artifact_for(unknown)
+    with pytest.raises(Refused, match=f"the console has {shipped.model_version}"):
+        Rescorer(MODEL_DIR).artifact_for(other.model_version)

@@ -7,7 +7,7 @@ starts: it probes the broker before creating a client (no leaked threads or
 sockets through an outage), waits for the alerts topic without creating it,
 and while connected probes the broker every few seconds; when the broker is
 gone the consumer is closed and the whole wait starts again. The incidents
-topic is optional: it is joined when it appears.
+topic is optional: it is read, from its start, once it appears.
 """
 
 from __future__ import annotations
@@ -88,68 +88,99 @@ class Feed:
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             allow_auto_create_topics=False,
         )
+        self.incident_options = ConsumerOptions(
+            group_id=None,
+            max_batch=POLL_RECORDS,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            allow_auto_create_topics=False,
+        )
 
     def run(self, stop: threading.Event) -> None:
-        """Feed the store until ``stop``, reconnecting through every outage."""
+        """Feed the store until ``stop``, reconnecting through every outage.
+
+        Alerts are read in the console's group; incidents, if asked for, in a
+        thread of their own without a group, from the topic's start: the topic
+        is small, its whole history gives the open incidents, and a group
+        joined while alerts flow would make the alerts' group rebalance
+        (on tansu, changing a live subscription left the group without an
+        assignment after the rejoin).
+        """
+        if self.incidents_topic:
+            threading.Thread(
+                target=self._lane, args=(stop, self.incidents_topic, False),
+                name="incidents", daemon=True,
+            ).start()  # fmt: skip
+        self._lane(stop, self.alerts_topic, True)
+
+    def _lane(self, stop: threading.Event, topic: str, alerts: bool) -> None:
+        """Read ``topic`` until ``stop``, reconnecting; only the alerts lane sets the status."""
         while not stop.is_set():
-            self.store.set_status("connecting to the broker")
+            if alerts:
+                self.store.set_status("connecting to the broker")
             if not wait_for_broker(self.settings, float("inf"), stop):
                 return
             try:
-                self._session(stop)
+                self._session(stop, topic, alerts)
             except Exception as exc:  # a client error must not end the console
-                log.warning("alerts feed: %s; reconnecting", type(exc).__name__)
+                log.warning("console feed: %s; reconnecting", type(exc).__name__)
                 stop.wait(1.0)
 
-    def _session(self, stop: threading.Event) -> None:
-        consumer = new_consumer(self.settings, self.options)
+    def _session(self, stop: threading.Event, topic: str, alerts: bool) -> None:
+        consumer = new_consumer(self.settings, self.options if alerts else self.incident_options)
         try:
-            topics = self._wait_for_topics(consumer, stop)
-            if not topics:
+            partitions = self._wait_for_topic(consumer, topic, stop, alerts)
+            if not partitions:
                 return
-            consumer.subscribe(topics)
-            self.store.set_status("connected")
-            log.info("alerts feed connected (%d topic(s))", len(topics))
+            if alerts:
+                consumer.subscribe([topic])
+                self.store.set_status("connected")
+            else:
+                consumer.assign([Partition(topic, p) for p in sorted(partitions)], True)
+            log.info("console feed reading %s", "alerts" if alerts else "incidents")
             next_probe = next_commit = time.monotonic() + PROBE_S
             offsets: dict[tuple[str, int], int] = {}
             while not stop.is_set():
                 records = consumer.poll(timeout_ms=500, max_records=POLL_RECORDS)
                 for record in records:
                     self._handle(record)
-                offsets.update(next_offsets(records))
-                if offsets and time.monotonic() >= next_commit:
-                    next_commit = time.monotonic() + COMMIT_S
-                    try:
-                        consumer.commit(offsets, timeout_s=CLOSE_TIMEOUT_S)
-                        offsets = {}
-                    except ClientError:
-                        pass  # a rebalance or an outage; the next commit covers these
+                if alerts:
+                    offsets.update(next_offsets(records))
+                    if offsets and time.monotonic() >= next_commit:
+                        next_commit = time.monotonic() + COMMIT_S
+                        offsets = self._commit(consumer, offsets)
                 if time.monotonic() >= next_probe:
                     next_probe = time.monotonic() + PROBE_S
                     if not broker_listens(self.settings):
-                        self.store.set_status("broker unreachable; reconnecting")
-                        log.warning("alerts feed: broker unreachable; reconnecting")
+                        if alerts:
+                            self.store.set_status("broker unreachable; reconnecting")
+                            log.warning("console feed: broker unreachable; reconnecting")
                         return
-                    grown = self._existing(consumer)
-                    if grown != topics:
-                        topics = grown
-                        consumer.subscribe(topics)
         finally:
             consumer.close(timeout_s=CLOSE_TIMEOUT_S)
 
-    def _existing(self, consumer: Consumer) -> list[str]:
-        """The console's topics that exist (asking never creates one)."""
-        wanted = [self.alerts_topic] + ([self.incidents_topic] if self.incidents_topic else [])
-        return [topic for topic in wanted if consumer.partitions_for(topic)]
+    @staticmethod
+    def _commit(
+        consumer: Consumer, offsets: dict[tuple[str, int], int]
+    ) -> dict[tuple[str, int], int]:
+        """Commit ``offsets``; return what is still to commit (all of it after a failure)."""
+        try:
+            consumer.commit(offsets, timeout_s=CLOSE_TIMEOUT_S)
+            return {}
+        except ClientError:
+            return offsets  # a rebalance or an outage; the next commit covers these
 
-    def _wait_for_topics(self, consumer: Consumer, stop: threading.Event) -> list[str]:
+    def _wait_for_topic(
+        self, consumer: Consumer, topic: str, stop: threading.Event, alerts: bool
+    ) -> set[int]:
+        """The partitions of ``topic`` once it exists (asking never creates it)."""
         while not stop.is_set():
-            topics = self._existing(consumer)
-            if self.alerts_topic in topics:
-                return topics
-            self.store.set_status(f"waiting for topic {self.alerts_topic}")
-            stop.wait(TOPIC_RETRY_S)
-        return []
+            partitions = consumer.partitions_for(topic)
+            if partitions:
+                return partitions
+            if alerts:
+                self.store.set_status(f"waiting for topic {topic}")
+            stop.wait(TOPIC_RETRY_S if alerts else PROBE_S)
+        return set()
 
     def _handle(self, record: Record) -> None:
         try:

@@ -90,7 +90,8 @@ class Console:
                 newest["offset"],
                 STRIP_BEATS,
             )
-            beats = self.rescorer.strip(records, self.store.alerted_offsets(stream))
+            alerted = self.store.alerted_offsets(stream)
+            beats = self.rescorer.strip(records, alerted, newest["model_version"])
         except Refused as exc:
             return HTTPStatus.OK, {"stream": stream, "beats": [], "refused": str(exc)}
         except Exception as exc:
