@@ -23,8 +23,8 @@ from kafka import KafkaProducer
 from beatwatch.artifact import load_artifact
 from beatwatch.kafka import KafkaSettings, ensure_topics
 from beatwatch.tools.broker import EmbeddedBroker
-from tests.integration.console_support import browser_page, running_console
-from tests.integration.pipeline_support import MODEL_DIR
+from tests.support.console import browser_page, running_console
+from tests.support.pipeline import MODEL_DIR
 
 
 def rss_mib(pid: int) -> tuple[float, float]:

@@ -43,8 +43,8 @@ from beatwatch.kafka import KafkaSettings, ensure_topics
 from beatwatch.tools import promtext
 from beatwatch.tools.broker import EmbeddedBroker, free_port, wait_for_port
 from beatwatch.wire import decode
-from tests.faults.support import all_alert_artifact
-from tests.integration.pipeline_support import REPO_ROOT
+from tests.support.faults import all_alert_artifact
+from tests.support.pipeline import REPO_ROOT
 
 WARMUP_S = 300.0
 RSS_GROWTH_BOUND = 0.10

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from beatwatch.data import load_ecg5000
-from tests.faults.support import all_alert_artifact
+from tests.support.faults import all_alert_artifact
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ import pytest
 from beatwatch.kafka import KafkaSettings
 from beatwatch.tools.broker import EmbeddedBroker, free_port, wait_for_port
 from beatwatch.wire import decode
-from tests.faults.support import (
+from tests.support.faults import (
     Accounting,
     BackgroundProducer,
     alert_keys,
@@ -31,7 +31,7 @@ from tests.faults.support import (
     source_of,
     wait_for_alerts,
 )
-from tests.integration.pipeline_support import (
+from tests.support.pipeline import (
     MODEL_DIR,
     REPO_ROOT,
     Topics,

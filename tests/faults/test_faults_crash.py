@@ -18,7 +18,7 @@ import pytest
 from beatwatch.artifact import load_artifact
 from producer.service import ProducerSettings
 from producer.service import run as produce
-from tests.faults.support import (
+from tests.support.faults import (
     Accounting,
     BackgroundProducer,
     alert_keys,
@@ -29,7 +29,7 @@ from tests.faults.support import (
     source_of,
     wait_for_alerts,
 )
-from tests.integration.pipeline_support import (
+from tests.support.pipeline import (
     MODEL_DIR,
     Topics,
     create_topics,

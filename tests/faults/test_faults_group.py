@@ -20,7 +20,7 @@ import pytest
 from beatwatch.exposition import MetricsServer
 from beatwatch.tools import promtext
 from producer.service import run as produce
-from tests.faults.support import (
+from tests.support.faults import (
     Accounting,
     BackgroundProducer,
     OwnershipLog,
@@ -32,7 +32,7 @@ from tests.faults.support import (
     source_of,
     wait_for_alerts,
 )
-from tests.integration.pipeline_support import (
+from tests.support.pipeline import (
     Topics,
     create_topics,
     detector_settings,

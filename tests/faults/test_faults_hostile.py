@@ -30,7 +30,7 @@ from beatwatch.wire import (
     decode,
 )
 from detector.batch import DLQ_REASON
-from tests.integration.pipeline_support import (
+from tests.support.pipeline import (
     Topics,
     create_topics,
     detector_settings,

@@ -25,7 +25,7 @@ from beatwatch.tools.broker import EmbeddedBroker
 from producer.service import ProducerSettings
 from producer.service import run as produce
 from tests.faults import test_faults_broker
-from tests.faults.support import (
+from tests.support.faults import (
     BackgroundProducer,
     OwnershipLog,
     ThreadedDetector,
@@ -33,7 +33,7 @@ from tests.faults.support import (
     producer_settings,
     source_of,
 )
-from tests.integration.pipeline_support import (
+from tests.support.pipeline import (
     Topics,
     create_topics,
     detector_settings,

@@ -2,7 +2,7 @@
 
 The broker listens on a bridge in the root namespace; each detector or
 producer runs in a namespace of its own whose only way to the broker is one
-veth link (see :mod:`tests.faults.network`). The test cuts that link or
+veth link (see :mod:`tests.support.network`). The test cuts that link or
 degrades it with ``tc netem`` while beats flow, then counts from the durable
 topics, as the rest of the suite does: every produced (stream, seq) must have
 its alert (the artifact alerts on every beat), and redeliveries are bounded.
@@ -27,8 +27,7 @@ import orjson
 import pytest
 
 from beatwatch.tools.broker import EmbeddedBroker
-from tests.faults.network import Host, TestNetwork
-from tests.faults.support import (
+from tests.support.faults import (
     Accounting,
     BackgroundProducer,
     DetectorProcess,
@@ -39,7 +38,8 @@ from tests.faults.support import (
     source_of,
     wait_for_alerts,
 )
-from tests.integration.pipeline_support import REPO_ROOT, Topics, create_topics, read_topic
+from tests.support.network import Host, TestNetwork
+from tests.support.pipeline import REPO_ROOT, Topics, create_topics, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PARTITIONS = 4

@@ -22,7 +22,7 @@ from beatwatch.data import sha256_bytes
 from beatwatch.kafka import KafkaSettings
 from beatwatch.tools.broker import EmbeddedBroker, free_port
 from producer.service import run as produce
-from tests.faults.support import (
+from tests.support.faults import (
     Accounting,
     alert_keys,
     detector_process,
@@ -30,7 +30,7 @@ from tests.faults.support import (
     replay_keys,
     source_of,
 )
-from tests.integration.pipeline_support import (
+from tests.support.pipeline import (
     MODEL_DIR,
     REPO_ROOT,
     Topics,

@@ -22,7 +22,7 @@ from beatwatch.kafka import KafkaSettings, ensure_topics
 from beatwatch.scoring import MIN_RANGE
 from beatwatch.tools.broker import EmbeddedBroker
 from beatwatch.wire import Beat
-from tests.integration.console_support import (
+from tests.support.console import (
     SCREENSHOT,
     browser_page,
     chromium_or_skip,
@@ -32,7 +32,7 @@ from tests.integration.console_support import (
     send_alert_for,
     send_beat,
 )
-from tests.integration.pipeline_support import (
+from tests.support.pipeline import (
     MODEL_DIR,
     Topics,
     create_topics,

@@ -30,7 +30,9 @@ import yaml  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 
 from beatwatch.tools.broker import free_port
-from tests.deploy_support import (
+from tests.support import waiting
+from tests.support.commands import BEATWATCH, Background, child_env
+from tests.support.deploy import (
     DEPLOY,
     RULES,
     RULES_TEST,
@@ -42,9 +44,7 @@ from tests.deploy_support import (
     rules,
     run_tool,
 )
-from tests.kubernetes_support import KUBERNETES, load_yaml_docs
-from tests.support import waiting
-from tests.support.commands import BEATWATCH, Background, child_env
+from tests.support.kubernetes import KUBERNETES, load_yaml_docs
 from tests.support.paths import MODEL_DIR
 
 pytestmark = pytest.mark.integration

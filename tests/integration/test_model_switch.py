@@ -27,7 +27,7 @@ from beatwatch.model_store import POINTER_FILE, publish
 from producer.service import ProducerSettings
 from producer.service import run as produce
 from producer.source import ReplaySource
-from tests.integration.pipeline_support import (
+from tests.support.pipeline import (
     MODEL_DIR,
     Topics,
     create_topics,

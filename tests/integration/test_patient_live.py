@@ -33,9 +33,11 @@ from beatwatch.clients import ALERT_PUBLISHER, Outgoing, new_publisher
 from beatwatch.recording import read_wfdb
 from beatwatch.recording_beats import recording_beats
 from beatwatch.wire import Beat, encode
-from tests.ecg_support import synthetic_ecg, write_wfdb
-from tests.faults.support import detector_process
-from tests.integration.pipeline_support import (
+from tests.support.clients import client_settings, kafka_client  # noqa: F401
+from tests.support.commands import child_env, run_beatwatch
+from tests.support.ecg import synthetic_ecg, write_wfdb
+from tests.support.faults import detector_process
+from tests.support.pipeline import (
     REPO_ROOT,
     Topics,
     detector_settings,
@@ -43,8 +45,6 @@ from tests.integration.pipeline_support import (
     running_detector,
     wait_for,
 )
-from tests.support.clients import client_settings, kafka_client  # noqa: F401
-from tests.support.commands import child_env, run_beatwatch
 from trainer.evaluate_records import wire_beats
 from trainer.evaluate_records_cli import artifact_segmentation, stream_scoring
 

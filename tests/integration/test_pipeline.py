@@ -19,7 +19,8 @@ from detector.batch import DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, 
 from producer.service import ProducerSettings
 from producer.service import run as produce
 from producer.source import ReplaySource
-from tests.integration.pipeline_support import (
+from tests.support.clients import client_settings
+from tests.support.pipeline import (
     MODEL_DIR,
     REPO_ROOT,
     Topics,
@@ -30,7 +31,6 @@ from tests.integration.pipeline_support import (
     scrape_port,
     wait_for,
 )
-from tests.support.clients import client_settings
 
 # Every test runs with each client library (kafka-python, confluent-kafka).
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("kafka_client")]

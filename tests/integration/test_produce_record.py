@@ -21,8 +21,8 @@ from beatwatch.qrs import detect_qrs
 from beatwatch.recording import read_wfdb
 from beatwatch.segmentation import Segmentation, cut_beats
 from beatwatch.wire import decode
-from tests.ecg_support import synthetic_ecg, write_wfdb
-from tests.integration.pipeline_support import REPO_ROOT, read_topic
+from tests.support.ecg import synthetic_ecg, write_wfdb
+from tests.support.pipeline import REPO_ROOT, read_topic
 
 SEG = Segmentation()
 

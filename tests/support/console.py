@@ -21,9 +21,9 @@ from beatwatch.alert import build_alert, encode_alert, explain
 from beatwatch.artifact import Artifact
 from beatwatch.wire import Beat, encode
 from tests.support.commands import BEATWATCH, child_env
+from tests.support.paths import REPO_ROOT
 from tests.support.waiting import wait_for
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("BEATWATCH_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOT = REPO_ROOT / "docs" / "images" / "console.png"

@@ -14,7 +14,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO_ROOT
+
+REPO = REPO_ROOT
 DEPLOY = REPO / "deploy"
 RULES = DEPLOY / "rules" / "beatwatch.rules.yml"
 RULES_TEST = DEPLOY / "rules" / "beatwatch.rules.test.yml"

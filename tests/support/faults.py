@@ -38,9 +38,9 @@ from detector.service import Detector, DetectorSettings
 from producer.service import ProducerSettings, ProducerStats
 from producer.service import run as produce
 from producer.source import ReplaySource, stream_id
-from tests.integration.pipeline_support import MODEL_DIR, Topics, read_topic
 from tests.support.clients import client_settings
 from tests.support.commands import Background
+from tests.support.pipeline import MODEL_DIR, Topics, read_topic
 from tests.support.waiting import wait_for
 
 # Scores are mean squared errors, positive for any real beat, so this threshold

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy_support import REPO, run_tool
+from tests.support.deploy import REPO, run_tool
 
 KUBERNETES = REPO / "deploy" / "kubernetes"
 SCHEMAS = KUBERNETES / "schemas"

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from beatwatch.drift import ScoreDrift
 from beatwatch.metrics import BatchHistogram, CalibrationSummary, DetectorMetrics, ProducerMetrics
-from tests.deploy_support import (
+from tests.support.deploy import (
     DASHBOARD,
     DEPLOY,
     REPO,

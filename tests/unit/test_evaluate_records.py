@@ -11,7 +11,7 @@ import pytest
 from beatwatch.cli import main as beatwatch_main
 from beatwatch.segmentation import Segmentation
 from beatwatch.wire import Beat
-from tests.ecg_support import synthetic_ecg, write_wfdb
+from tests.support.ecg import synthetic_ecg, write_wfdb
 from trainer.evaluate_records import evaluate_records
 
 # Every test reads two synthetic 5.5-minute records, written once (seconds of CPU).

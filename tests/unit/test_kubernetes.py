@@ -37,7 +37,7 @@ from beatwatch.cli import COMMANDS
 from beatwatch.exposition import MetricsServer
 from beatwatch.incident import INCIDENTS_TOPIC
 from beatwatch.kafka import ALERTS_TOPIC, BEATS_TOPIC, DLQ_TOPIC
-from tests.deploy_support import (
+from tests.support.deploy import (
     DEPLOY,
     REPO,
     RULES,
@@ -47,7 +47,7 @@ from tests.deploy_support import (
     promql_metric_names,
     run_tool,
 )
-from tests.kubernetes_support import (
+from tests.support.kubernetes import (
     CUSTOM_GROUPS,
     KUBERNETES,
     OVERLAYS,

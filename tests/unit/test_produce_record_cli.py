@@ -12,7 +12,7 @@ from beatwatch.cli import main as beatwatch_main
 from beatwatch.recording import read_wfdb
 from beatwatch.segmentation import Segmentation
 from producer.record_source import load_records, merge_streams, stream_names
-from tests.ecg_support import synthetic_ecg, write_wfdb
+from tests.support.ecg import synthetic_ecg, write_wfdb
 
 NO_BROKER = ["--bootstrap-servers", "127.0.0.1:9", "--progress-interval-s", "0"]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from beatwatch.qrs import LEARNING_S, QrsDetector, detect_qrs
-from tests.ecg_support import synthetic_ecg
+from tests.support.ecg import synthetic_ecg
 from trainer.ec57 import match_beats
 
 

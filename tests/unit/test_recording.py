@@ -11,7 +11,7 @@ from beatwatch.errors import DataError
 from beatwatch.recording import aami_class, read_csv_signal, read_recording, read_wfdb
 from beatwatch.recording_beats import recording_beats
 from beatwatch.segmentation import Segmentation, cut_beats
-from tests.ecg_support import SyntheticEcg, synthetic_ecg, write_wfdb
+from tests.support.ecg import SyntheticEcg, synthetic_ecg, write_wfdb
 
 
 @pytest.fixture(scope="module")
