@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "broker": ("beatwatch.tools.broker", "run the embedded Kafka-compatible broker"),
     "demo": ("beatwatch.tools.demo", "broker + detector + producer + live view, then a summary"),
     "bench": ("beatwatch.tools.bench", "measure throughput and latency side by side"),
-    "data": ("beatwatch.tools.fetch", "fetch a data set (ECG5000, MIT-BIH) into the data directory"),
+    "data": ("beatwatch.tools.fetch", "fetch a data set (ECG5000, MIT-BIH), sha256-checked"),
     "topics": ("beatwatch.tools.topics", "create the topics a deployment needs, with configs"),
     "console": ("beatwatch.tools.console", "a live web page of alerts, with the beats behind them"),
     "model": ("beatwatch.tools.model", "publish, activate and list versions in a model root"),
