@@ -367,7 +367,8 @@ def test_dockerignore_keeps_the_context_small_and_data_out():
     assert lines[0] == "**", "allow-list: exclude everything, then re-include"
     included = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     assert included == {
-        "pyproject.toml", "README.md", "beatwatch", "producer", "detector", "trainer", "models",
+        "pyproject.toml", "constraints.txt", "README.md", "beatwatch", "producer", "detector",
+        "trainer", "models",
     }  # fmt: skip
     assert "**/ecg.csv" in lines and "**/*.tsv" in lines
 
