@@ -19,14 +19,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from beatwatch.changelog import STATE_TOPIC
+from beatwatch.changelog import STATE_TOPIC, ChangelogReader
 from beatwatch.clients import (
     ALERT_PUBLISHER,
     ClientError,
@@ -68,6 +68,8 @@ from detector.batch import (
 )
 from detector.model_watch import DEFAULT_MODEL_POLL_S, LoadedModel, ModelWatcher, open_model
 from detector.patient_scoring import StoreAccess, score_patient_batch
+from detector.steps import BatchStep
+from detector.stream_state import StateSettings, StreamStateStep
 
 log = logging.getLogger(__name__)
 
@@ -157,49 +159,6 @@ class DetectorSettings:
         )
 
 
-class BatchStep:
-    """A step of the detector loop; override what the feature needs (each default does nothing).
-
-    Order per batch: ``before_poll`` -> poll -> score -> ``on_batch`` -> publish
-    alerts, dead letters and the steps' messages -> flush and check every
-    delivery -> commit -> ``after_commit``. A batch whose publish fails is
-    rewound and comes back: ``on_batch`` may then see the same records again
-    (no ``after_commit`` in between), so per-stream state should ignore beats
-    it has already counted (by ``seq``). A commit that fails after a good
-    publish is followed by ``after_commit(outcome, committed=False)``: the new
-    owner of those partitions will read the batch again.
-
-    ``on_revoked`` runs inside the poll, before the partitions go to another
-    member; the previous batch is already committed then. It may publish (and
-    flush) but must not commit (kafka-python forbids it there).
-    """
-
-    def before_poll(self) -> None:
-        """Between batches, on the loop's thread (e.g. swap in a new model)."""
-
-    def on_batch(
-        self, records: Sequence[Record], outcome: BatchOutcome
-    ) -> Mapping[str, Sequence[Outgoing]]:
-        """See a scored batch before it is published; return more messages (topic -> messages).
-
-        The returned messages are published and their deliveries checked
-        before the batch's offsets are committed, like the alerts.
-        """
-        return {}
-
-    def after_commit(self, outcome: BatchOutcome, committed: bool) -> None:
-        """The batch was published; ``committed`` says whether its offsets were committed."""
-
-    def on_assigned(self, partitions: list[Partition]) -> None:
-        """Partitions just assigned to this detector."""
-
-    def on_revoked(self, partitions: list[Partition]) -> None:
-        """Partitions about to be taken away (everything read from them is committed)."""
-
-    def close(self) -> None:
-        """The detector stops (after its last commit)."""
-
-
 class _Assignment:
     """Partitions currently assigned; updated by the client's rebalance callbacks."""
 
@@ -277,9 +236,7 @@ class Detector:
         # Where a patient-adaptive model's per-stream state lives: the state step's store.
         self.patient_state: StoreAccess | None = None
         if settings.incidents:
-            from detector.stream_state import state_step  # it imports this module
-
-            step = state_step(self)
+            step = self._state_step()
             self.add_step(step)
             self.patient_state = StoreAccess(step.restore_pending, step.store.owns, step.store.get)
         if self.loaded.patient is not None and self.patient_state is None:
@@ -326,6 +283,33 @@ class Detector:
         self._use_model(loaded)
         self.metrics.model_switches.inc()
         log.info("model switched from %s to %s", previous, loaded.version)
+
+    def _state_step(self) -> StreamStateStep:
+        """The per-stream state and incidents step, reading settings, clients and model lazily."""
+        settings = self.settings
+
+        def new_reader() -> ChangelogReader:
+            options = ConsumerOptions(
+                group_id=None, max_batch=10_000, fetch_max_wait_ms=settings.fetch_max_wait_ms
+            )
+            return new_consumer(settings.kafka, options)
+
+        def lag(partition: Partition) -> int | None:
+            return None if self.consumer is None else self.consumer.lag(partition)
+
+        return StreamStateStep(
+            StateSettings(
+                beats_topic=settings.beats_topic,
+                state_topic=settings.state_topic,
+                incidents_topic=settings.incidents_topic,
+                rules=settings.incident_rules,
+            ),
+            self.metrics,
+            model_version=lambda: self.model.model_version,
+            new_reader=new_reader,
+            publisher=lambda: self.producer,
+            lag=lag,
+        )
 
     def add_step(self, step: BatchStep) -> None:
         """Run ``step`` in the loop from now on (after the steps added before it)."""

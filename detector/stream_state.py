@@ -30,17 +30,15 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from beatwatch.changelog import STATE_TOPIC, ChangelogReader, StateRestoreError, read_partition
 from beatwatch.clients import (
-    ConsumerOptions,
     Outgoing,
     Partition,
     Publisher,
     PublishError,
     Record,
-    new_consumer,
 )
 from beatwatch.incident import INCIDENTS_TOPIC, IncidentEvent, encode_incident
 from beatwatch.incident_rules import (
@@ -62,10 +60,7 @@ from beatwatch.settings import (
 )
 from beatwatch.state import Change, StateStore
 from detector.batch import BatchOutcome
-from detector.service import BatchStep
-
-if TYPE_CHECKING:
-    from detector.service import Detector
+from detector.steps import BatchStep
 
 log = logging.getLogger(__name__)
 
@@ -406,34 +401,4 @@ def rules_from_args(args: argparse.Namespace) -> IncidentRules:
     )
 
 
-def state_step(detector: Detector) -> StreamStateStep:
-    """The state step of ``detector``, reading its settings, clients and model lazily."""
-    settings = detector.settings
-
-    def new_reader() -> ChangelogReader:
-        return new_consumer(
-            settings.kafka,
-            ConsumerOptions(group_id=None, max_batch=10_000,
-                            fetch_max_wait_ms=settings.fetch_max_wait_ms),
-        )  # fmt: skip
-
-    def lag(partition: Partition) -> int | None:
-        consumer = detector.consumer
-        return None if consumer is None else consumer.lag(partition)
-
-    return StreamStateStep(
-        StateSettings(
-            beats_topic=settings.beats_topic,
-            state_topic=settings.state_topic,
-            incidents_topic=settings.incidents_topic,
-            rules=settings.incident_rules,
-        ),
-        detector.metrics,
-        model_version=lambda: detector.model.model_version,
-        new_reader=new_reader,
-        publisher=lambda: detector.producer,
-        lag=lag,
-    )
-
-
-__all__ = ["StateRestoreError", "StateSettings", "StreamStateStep", "state_step"]
+__all__ = ["StateRestoreError", "StateSettings", "StreamStateStep"]

@@ -14,7 +14,8 @@ from beatwatch.clients.fake import FakeConsumer, FakePublisher
 from beatwatch.kafka import KafkaSettings
 from beatwatch.wire import Beat, encode
 from detector.batch import BatchOutcome
-from detector.service import BatchStep, Detector, DetectorSettings
+from detector.service import Detector, DetectorSettings
+from detector.steps import BatchStep
 
 # The detector loads the shipped model (TensorFlow, whose import runs `uname -p`).
 pytestmark = [pytest.mark.tensorflow, pytest.mark.subprocess]
