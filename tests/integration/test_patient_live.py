@@ -136,7 +136,8 @@ def test_live_alerts_equal_the_offline_stream_scorer(
     got, alerts = live_alerts(kafka_bootstrap, topics.alerts, len(offline.alerts))
     assert got == offline.alerts
     assert any(a["learning"] for a in alerts) and not all(a["learning"] for a in alerts)
-    assert all(a["threshold"] == 4.0 for a in alerts)
+    v_threshold = load_artifact(MODEL).config["patient"]["v_threshold"]
+    assert all(a["threshold"] == v_threshold for a in alerts)
 
 
 def send(bootstrap: str, topic: str, beats: list[Beat]) -> None:
