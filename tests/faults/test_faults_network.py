@@ -96,6 +96,16 @@ def _detector(
     )
 
 
+def _feed(
+    broker: EmbeddedBroker, topics: Topics, samples: np.ndarray, n: int, rate_hz: float
+) -> BackgroundProducer:
+    """``n`` beats at ``rate_hz`` over ``STREAMS`` streams, from a thread in the root namespace."""
+    settings = producer_settings(
+        broker.bootstrap_servers, topics.beats, rate_hz=rate_hz, streams=STREAMS
+    )
+    return BackgroundProducer(settings, source_of(samples, n)).start()
+
+
 def _ready_states_during(detector: DetectorProcess, seconds: float) -> set[int]:
     """HTTP statuses of ``/ready`` sampled every 0.5 s for ``seconds``."""
     seen = set()
@@ -136,10 +146,7 @@ def test_n1_detector_link_down_5s_then_60s(
     detector = _detector(host, broker, topics, all_alert_model, tmp_path / "detector.log")
     with running(detector):
         detector.wait_ready(90)
-        settings = producer_settings(
-            broker.bootstrap_servers, topics.beats, rate_hz=400, streams=STREAMS
-        )
-        producer = BackgroundProducer(settings, source_of(ecg_samples, n)).start()
+        producer = _feed(broker, topics, ecg_samples, n, rate_hz=400)
         time.sleep(5)
         statuses: dict[str, set[int]] = {}
         for outage_s in (5, 60):
@@ -176,10 +183,7 @@ def test_n2_slow_lossy_link_at_2000_beats_per_s(
     detector = _detector(host, broker, topics, all_alert_model, tmp_path / "detector.log")
     with running(detector):
         detector.wait_ready(90)
-        settings = producer_settings(
-            broker.bootstrap_servers, topics.beats, rate_hz=rate_hz, streams=STREAMS
-        )
-        producer = BackgroundProducer(settings, source_of(ecg_samples, n)).start()
+        producer = _feed(broker, topics, ecg_samples, n, rate_hz=rate_hz)
         time.sleep(5)
         fault_from_ms = time.time_ns() // 1_000_000
         fault = host.degrade(delay_ms=200, jitter_ms=50, loss_pct=2.0)
@@ -280,10 +284,7 @@ def test_n4_link_down_during_a_rebalance(
     second = _detector(second_host, broker, topics, all_alert_model, tmp_path / "det2.log")
     with running(first):
         first.wait_ready(90)
-        settings = producer_settings(
-            broker.bootstrap_servers, topics.beats, rate_hz=400, streams=STREAMS
-        )
-        producer = BackgroundProducer(settings, source_of(ecg_samples, n)).start()
+        producer = _feed(broker, topics, ecg_samples, n, rate_hz=400)
         time.sleep(5)
         with running(second):
             # The first detector drops off the wire just as the second one joins.
