@@ -18,6 +18,7 @@ from types import ModuleType
 from beatwatch import __version__
 from beatwatch.errors import BeatwatchError
 from beatwatch.kafka import SecretRedactor
+from beatwatch.settings import add_option
 
 # name -> (module, one-line help). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -38,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("beatwatch.tools.model", "publish, activate and list versions in a model root"),
 }
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -54,14 +56,23 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         "which beat defaults.",
     )
     parser.add_argument("--version", action="version", version=f"beatwatch {__version__}")
-    parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    level = add_option(
+        parser,
+        "--log-level",
+        default="INFO",
+        choices=LOG_LEVELS,
+        help="least severe log line shown",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((arg for arg in argv if arg in COMMANDS), None)
     for name, (_, summary) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=summary, description=summary)
         if name == chosen:
+            # Also after the subcommand; SUPPRESS keeps the top-level value when it is
+            # not given there.
+            sub.add_argument(
+                "--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS, help=level.help
+            )
             _load(name).add_arguments(sub)
     return parser
 

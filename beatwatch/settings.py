@@ -3,24 +3,53 @@
 Every option is declared once with :func:`add_option`, which reads its
 environment variable, validates it with the option's type (a bad value is a
 :class:`~beatwatch.errors.ConfigError` naming the variable) and shows the
-variable in ``--help``.
+variable and default in ``--help``. A setting that a settings dataclass holds
+takes its default from the dataclass field (:func:`field_defaults`), so each
+default is written once. The variable is kept on the parsed action
+(:data:`ENV_ATTR`) so that tests can walk every command's options.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from beatwatch.errors import ConfigError
 
 ENV_PREFIX = "BEATWATCH_"
+# Attributes set on each option's argparse action: its variable, and older
+# names still read when it is unset (see docs/commands.md).
+ENV_ATTR = "beatwatch_env"
+LEGACY_ENV_ATTR = "beatwatch_legacy_env"
 
 
 def env_name(flag: str) -> str:
     """Return the environment variable of a long flag: ``--rate-hz`` -> ``BEATWATCH_RATE_HZ``."""
     return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
+
+def field_defaults(settings: type) -> dict[str, Any]:
+    """Return the declared defaults of a settings dataclass, by field name.
+
+    Fields without a plain default (required, or built by a factory) are left out.
+    """
+    return {
+        field.name: field.default
+        for field in dataclasses.fields(settings)
+        if field.default is not dataclasses.MISSING
+    }
+
+
+def _read_env(variable: str, legacy_env: Sequence[str]) -> tuple[str, str | None]:
+    """Return the variable that is set (``variable`` first, then the legacy names) and its value."""
+    for name in (variable, *legacy_env):
+        raw = os.environ.get(name)
+        if raw is not None and raw != "":
+            return name, raw
+    return variable, None
 
 
 def add_option(
@@ -31,8 +60,9 @@ def add_option(
     help: str,
     type: Callable[[str], Any] = str,
     env: str | None = None,
+    legacy_env: Sequence[str] = (),
     **kwargs: Any,
-) -> None:
+) -> argparse.Action:
     """Add ``flag`` whose default may come from its ``BEATWATCH_*`` variable.
 
     Args:
@@ -42,30 +72,42 @@ def add_option(
         help: one sentence; the variable and default are appended.
         type: converts and validates a string value (flag or variable).
         env: the variable name; derived from the flag when omitted.
+        legacy_env: older variable names, read only when ``env`` is unset.
         **kwargs: passed to ``add_argument`` (``choices``, ``metavar``...).
+
+    Returns:
+        The argparse action, carrying its variable names (:data:`ENV_ATTR`).
 
     Raises:
         ConfigError: the environment variable holds a value ``type`` rejects.
     """
     variable = env or env_name(flag)
-    raw = os.environ.get(variable)
-    if raw is not None and raw != "":
+    source, raw = _read_env(variable, legacy_env)
+    if raw is not None:
         try:
             default = type(raw)
         except (ValueError, argparse.ArgumentTypeError) as exc:
-            raise ConfigError(f"{variable}={raw!r}: {exc}") from None
+            raise ConfigError(f"{source}={raw!r}: {exc}") from None
         choices = kwargs.get("choices")
         if choices is not None and default not in choices:
-            raise ConfigError(f"{variable}={raw!r}: choose from {', '.join(map(str, choices))}")
+            raise ConfigError(f"{source}={raw!r}: choose from {', '.join(map(str, choices))}")
     shown = "" if default is None else f", default {default}"
-    parser.add_argument(
+    action: argparse.Action = parser.add_argument(
         flag, default=default, type=type, help=f"{help} [{variable}{shown}]", **kwargs
     )
+    setattr(action, ENV_ATTR, variable)
+    setattr(action, LEGACY_ENV_ATTR, tuple(legacy_env))
+    return action
 
 
 def add_flag(
-    parser: argparse.ArgumentParser | Any, flag: str, *, help: str, env: str | None = None
-) -> None:
+    parser: argparse.ArgumentParser | Any,
+    flag: str,
+    *,
+    help: str,
+    env: str | None = None,
+    legacy_env: Sequence[str] = (),
+) -> argparse.Action:
     """Add a boolean switch whose variable accepts 1/0, true/false, yes/no.
 
     Args:
@@ -73,17 +115,26 @@ def add_flag(
         flag: the long flag, e.g. ``--loop``.
         help: one sentence; the variable is appended.
         env: the variable name; derived from the flag when omitted.
+        legacy_env: older variable names, read only when ``env`` is unset.
+
+    Returns:
+        The argparse action, carrying its variable names (:data:`ENV_ATTR`).
 
     Raises:
         ConfigError: the environment variable holds something else.
     """
     variable = env or env_name(flag)
-    raw = os.environ.get(variable, "")
+    source, raw = _read_env(variable, legacy_env)
     try:
         default = parse_bool(raw) if raw else False
     except ValueError as exc:
-        raise ConfigError(f"{variable}={raw!r}: {exc} (use 1/0, true/false, yes/no)") from None
-    parser.add_argument(flag, action="store_true", default=default, help=f"{help} [{variable}]")
+        raise ConfigError(f"{source}={raw!r}: {exc} (use 1/0, true/false, yes/no)") from None
+    action: argparse.Action = parser.add_argument(
+        flag, action="store_true", default=default, help=f"{help} [{variable}]"
+    )
+    setattr(action, ENV_ATTR, variable)
+    setattr(action, LEGACY_ENV_ATTR, tuple(legacy_env))
+    return action
 
 
 def parse_bool(text: str) -> bool:

@@ -6,11 +6,12 @@ import argparse
 import threading
 
 from beatwatch.errors import ConfigError
-from beatwatch.kafka import BEATS_TOPIC, add_kafka_options, kafka_settings_from_args
+from beatwatch.kafka import add_kafka_options, kafka_settings_from_args
 from beatwatch.settings import (
     INT32_MAX,
     add_flag,
     add_option,
+    field_defaults,
     int_between,
     metrics_port,
     non_negative_float,
@@ -18,65 +19,141 @@ from beatwatch.settings import (
 )
 from beatwatch.signals import stop_on_signals
 from beatwatch.wire import FORMATS
-from producer.service import DEFAULT_LINGER_MS, ProducerSettings, ProducerStats, run
+from producer.service import ProducerSettings, ProducerStats, run
 from producer.source import load_source
+
+# Each option's default is its ProducerSettings field's: written once, there.
+_P = field_defaults(ProducerSettings)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``beatwatch produce``."""
     add_kafka_options(parser)
-    add_option(parser, "--beats-topic", default=BEATS_TOPIC, help="topic to send beats to")
-    add_option(parser, "--partitions", default=4, type=int_between(1, INT32_MAX),
-               help="partitions if the topic is created")  # fmt: skip
-    add_option(parser, "--replication-factor", default=1, type=int_between(1, 32767),
-               help="replication factor if the topic is created "
-                    "(3 on production Kafka)")  # fmt: skip
-    add_option(parser, "--data", default=None,
-               help="CSV of vectors + label; default ECG5000 (found or fetched)")  # fmt: skip
+    add_option(parser, "--beats-topic", default=_P["topic"], help="topic to send beats to")
+    add_option(
+        parser,
+        "--partitions",
+        default=_P["partitions"],
+        type=int_between(1, INT32_MAX),
+        help="partitions if the topic is created",
+    )
+    add_option(
+        parser,
+        "--replication-factor",
+        default=_P["replication_factor"],
+        type=int_between(1, 32767),
+        help="replication factor if the topic is created (3 on production Kafka)",
+    )
+    add_option(
+        parser,
+        "--data",
+        default=None,
+        help="CSV of vectors + label; default ECG5000 (found or fetched)",
+    )
     add_option(parser, "--label-column", default="-1", help="label column name or index (CSV)")
     add_option(parser, "--normal-label", default=1.0, type=float, help="label of normal rows")
     add_option(parser, "--rows", default=None, help="rows to replay, e.g. 0-99,200")
-    add_option(parser, "--rows-from", default=None,
-               help="replay an artifact's recorded rows: DIR[:train|calibration|test]")  # fmt: skip
+    add_option(
+        parser,
+        "--rows-from",
+        default=None,
+        help="replay an artifact's recorded rows: DIR[:train|calibration|test]",
+    )
     add_flag(parser, "--only-normal", help="replay only the rows labelled normal")
-    add_option(parser, "--rate", default=100.0, type=non_negative_float,
-               help="beats per second (0 = as fast as possible)")  # fmt: skip
-    add_option(parser, "--streams", default=32, type=int_between(1, 1_000_000),
-               help="patient streams to spread beats over")  # fmt: skip
-    add_option(parser, "--limit", default=0, type=non_negative_int,
-               help="stop after this many beats (0 = no limit)")  # fmt: skip
+    add_option(
+        parser,
+        "--rate",
+        default=_P["rate_hz"],
+        type=non_negative_float,
+        help="beats per second (0 = as fast as possible)",
+    )
+    add_option(
+        parser,
+        "--streams",
+        default=_P["streams"],
+        type=int_between(1, 1_000_000),
+        help="patient streams to spread beats over",
+    )
+    add_option(
+        parser,
+        "--limit",
+        default=_P["limit"],
+        type=non_negative_int,
+        help="stop after this many beats (0 = no limit)",
+    )
     add_flag(parser, "--loop", help="start over at the end of the data")
-    add_option(parser, "--format", default="json", choices=FORMATS, help="wire format")
+    add_option(parser, "--format", default=_P["wire_format"], choices=FORMATS, help="wire format")
     add_flag(parser, "--no-labels", help="do not send ground-truth labels")
-    add_option(parser, "--metrics-port", default=-1, type=metrics_port,
-               help="port of /metrics (0 picks one, -1 disables)")  # fmt: skip
-    add_option(parser, "--progress-interval-s", default=2.0, type=non_negative_float,
-               help="seconds between progress lines (0 = none)")  # fmt: skip
-    add_option(parser, "--linger-ms", default=DEFAULT_LINGER_MS, type=int_between(0, 10_000),
-               help="how long a batch may wait for more beats before it is sent")  # fmt: skip
+    add_option(
+        parser,
+        "--metrics-port",
+        default=_P["metrics_port"],
+        type=metrics_port,
+        env="BEATWATCH_PRODUCE_METRICS_PORT",
+        legacy_env=["BEATWATCH_METRICS_PORT"],
+        help="port of /metrics (0 picks one, -1 disables)",
+    )
+    add_option(
+        parser,
+        "--progress-interval-s",
+        default=_P["progress_interval_s"],
+        type=non_negative_float,
+        help="seconds between progress lines (0 = none)",
+    )
+    add_option(
+        parser,
+        "--linger-ms",
+        default=_P["linger_ms"],
+        type=int_between(0, 10_000),
+        help="how long a batch may wait for more beats before it is sent",
+    )
     add_flag(parser, "--no-create-topics", help="do not create a missing topic")
-    add_option(parser, "--first-seq", default=None, type=int_between(0, 2**53 - 1),
-               help="seq of each stream's first beat (default: the run's start time in "
-                    "microseconds, so that reruns never reuse a stream's seq)")  # fmt: skip
+    add_option(
+        parser,
+        "--first-seq",
+        default=_P["first_seq"],
+        type=int_between(0, 2**53 - 1),
+        help="seq of each stream's first beat (default: the run's start time in "
+        "microseconds, so that reruns never reuse a stream's seq)",
+    )
     records = parser.add_argument_group("continuous recordings (instead of --data)")
-    records.add_argument("--record", nargs="+", default=None, metavar="PATH",
-                         help="WFDB records (path without extension) or CSV signals "
-                              "(a header row of lead names, a column per lead); one stream "
-                              "per record, beats found by the QRS detector")  # fmt: skip
-    add_option(records, "--fs-hz", default=None, type=_positive_float,
-               help="sampling rate of CSV signals")  # fmt: skip
-    add_option(records, "--speed", default=1.0, type=non_negative_float,
-               help="signal seconds replayed per second (1 = real time, 0 = as fast as "
-                    "possible)")  # fmt: skip
-    add_option(records, "--model", default=None,
-               help="artifact whose segmentation cuts the beats "
-                    "(default models/mitbih)")  # fmt: skip
-    add_option(records, "--qrs-lead", default=None,
-               help="lead the QRS detector reads, by name (default MLII, else II or ML2, "
-                    "else the first)")  # fmt: skip
-    add_flag(records, "--beats-from-annotations",
-             help="take the R peaks from the reference annotations, "
-                  "not the QRS detector")  # fmt: skip
+    records.add_argument(
+        "--record",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="WFDB records (path without extension) or CSV signals "
+        "(a header row of lead names, a column per lead); one stream "
+        "per record, beats found by the QRS detector",
+    )
+    add_option(
+        records, "--fs-hz", default=None, type=_positive_float, help="sampling rate of CSV signals"
+    )
+    add_option(
+        records,
+        "--speed",
+        default=1.0,
+        type=non_negative_float,
+        help="signal seconds replayed per second (1 = real time, 0 = as fast as possible)",
+    )
+    add_option(
+        records,
+        "--model",
+        default=None,
+        env="BEATWATCH_PRODUCE_MODEL",
+        help="artifact whose segmentation cuts the beats (default models/mitbih)",
+    )
+    add_option(
+        records,
+        "--qrs-lead",
+        default=None,
+        help="lead the QRS detector reads, by name (default MLII, else II or ML2, else the first)",
+    )
+    add_flag(
+        records,
+        "--beats-from-annotations",
+        help="take the R peaks from the reference annotations, not the QRS detector",
+    )
 
 
 def _positive_float(text: str) -> float:
@@ -130,17 +207,23 @@ def _main_records(args: argparse.Namespace, stop: threading.Event) -> int:
     from producer.record_service import RecordReplaySettings, run_records
     from producer.record_source import load_records
 
-    for flag, value in (("--data", args.data), ("--rows", args.rows),
-                        ("--rows-from", args.rows_from)):  # fmt: skip
+    for flag, value in (
+        ("--data", args.data),
+        ("--rows", args.rows),
+        ("--rows-from", args.rows_from),
+    ):
         if value:
             raise ConfigError(f"give --record or {flag}, not both")
     if args.only_normal:
         raise ConfigError("--only-normal replays rows of a data set, not --record")
     seg = load_segmentation(args.model)
     records = load_records(
-        args.record, seg, fs_hz=args.fs_hz, from_annotations=args.beats_from_annotations,
+        args.record,
+        seg,
+        fs_hz=args.fs_hz,
+        from_annotations=args.beats_from_annotations,
         qrs_lead=args.qrs_lead,
-    )  # fmt: skip
+    )
     replay = RecordReplaySettings(
         speed=args.speed, from_annotations=args.beats_from_annotations, qrs_lead=args.qrs_lead
     )

@@ -41,10 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--all-rows",
              help="score every row of --data (any labelled CSV), "
                   "not the recorded test rows")  # fmt: skip
-    add_option(parser, "--label-column", default=None,
+    add_option(parser, "--label-column", default=None, env="BEATWATCH_EVALUATE_LABEL_COLUMN",
                help="with --all-rows: label column name or index "
                     "(default: the artifact's)")  # fmt: skip
     add_option(parser, "--normal-label", default=None, type=float,
+               env="BEATWATCH_EVALUATE_NORMAL_LABEL",
                help="with --all-rows: label of normal rows (default: the artifact's)")  # fmt: skip
     records = parser.add_argument_group("annotated continuous records (EC57)")
     add_option(records, "--wfdb", default=None,
