@@ -227,3 +227,30 @@ def test_beats_of_a_partition_not_held_here_are_left_to_its_owner() -> None:
     outcome = score_patient_batch(records, SCORING, CONTEXT, DictState((0,)), now_ms=10**13)
     assert outcome.beats is not None and set(outcome.beats.partitions) == {0}
     assert (TOPIC, 1) not in outcome.next_offsets and (TOPIC, 0) in outcome.next_offsets
+
+
+def test_a_beat_the_model_cannot_score_is_dead_lettered_and_never_learned() -> None:
+    def overflowing(scaled: np.ndarray) -> np.ndarray:
+        out = half_model(scaled)
+        out[np.abs(scaled).max(axis=1) > 1e20] = np.nan  # as a model overflowing on wild input
+        return out
+
+    scoring = PatientScoring(StreamScorer(RULES, overflowing, L), "m-1", needs_rr=True)
+    beats = STREAMS["a"][1]
+    wild = beats.samples.copy()
+    wild[40, 20] = 1e30  # finite, so the decoder lets it through
+    records = [
+        record("a", beats._replace(samples=wild), i, 0, offset=i) for i in range(len(beats.seq))
+    ]
+    state = DictState((0,))
+    outcome = score_patient_batch(records, scoring, CONTEXT, state, now_ms=10**13)
+    assert outcome.invalid_reasons == {"unscorable": 1}
+    assert outcome.beats is not None and 40 not in outcome.beats.seqs
+    keep = [i for i in range(len(beats.seq)) if i != 40]
+    want = scoring.scorer.score_beats(
+        stream_beats(beats.seq[keep], beats.ts_ms[keep], beats.samples[keep],
+                     beats.rr_prev_ms[keep]), None,
+    )  # fmt: skip
+    assert outcome.beats.scores == want.scores.tolist()
+    state.apply(outcome)
+    assert state.records[0]["a"][PART]["state"] == want.state
