@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from beatwatch.errors import ConfigError
-from beatwatch.settings import add_option
+from beatwatch.settings import add_option, field_defaults
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +130,12 @@ class KafkaSettings:
 
 def add_kafka_options(parser: argparse.ArgumentParser) -> None:
     """Add the broker address and the TLS/SASL options (each with its ``BEATWATCH_*`` variable)."""
+    defaults = field_defaults(KafkaSettings)  # each default is written once, on the dataclass
     group = parser.add_argument_group("kafka")
     add_option(
         group,
         "--kafka-client",
-        default=KAFKA_PYTHON_CLIENT,
+        default=defaults["client"],
         choices=KAFKA_CLIENTS,
         help="Kafka client library: kafka-python, or confluent (librdkafka; "
         "pip install 'beatwatch[confluent]')",
@@ -142,13 +143,13 @@ def add_kafka_options(parser: argparse.ArgumentParser) -> None:
     add_option(
         group,
         "--bootstrap-servers",
-        default=DEFAULT_BOOTSTRAP,
+        default=defaults["bootstrap_servers"],
         help="Kafka bootstrap servers, host:port[,host:port]",
     )
     add_option(
         group,
         "--security-protocol",
-        default="PLAINTEXT",
+        default=defaults["security_protocol"],
         choices=SECURITY_PROTOCOLS,
         help="Kafka security protocol",
     )

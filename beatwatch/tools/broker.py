@@ -30,6 +30,8 @@ from beatwatch.settings import add_option, int_between, positive_float
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9092
+DEFAULT_STORAGE = "memory://tansu/"
+DEFAULT_START_TIMEOUT_S = 20.0
 # tansu colours its log lines even into a file.
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 REASON_CHARS = 200
@@ -125,7 +127,7 @@ class EmbeddedBroker:
         port: int = 0,
         *,
         host: str = "127.0.0.1",
-        storage: str = "memory://tansu/",
+        storage: str = DEFAULT_STORAGE,
         log_path: Path | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
@@ -145,7 +147,7 @@ class EmbeddedBroker:
         """``host:port`` for Kafka clients."""
         return f"{self.host}:{self.port}"
 
-    def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
+    def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> EmbeddedBroker:
         """Start the broker and wait until it accepts connections.
 
         Raises:
@@ -238,9 +240,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``beatwatch broker``."""
     add_option(parser, "--port", default=DEFAULT_PORT, type=int_between(1, 65535),
                help="TCP port on 127.0.0.1", env="BEATWATCH_BROKER_PORT")  # fmt: skip
-    add_option(parser, "--storage", default="memory://tansu/", help="tansu storage URL",
+    add_option(parser, "--storage", default=DEFAULT_STORAGE, help="tansu storage URL",
                env="BEATWATCH_BROKER_STORAGE")  # fmt: skip
-    add_option(parser, "--start-timeout-s", default=20.0, type=positive_float,
+    add_option(parser, "--start-timeout-s", default=DEFAULT_START_TIMEOUT_S, type=positive_float,
                help="how long to wait for the broker to listen")  # fmt: skip
 
 

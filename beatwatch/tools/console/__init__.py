@@ -28,6 +28,11 @@ from beatwatch.kafka import (
 )
 from beatwatch.settings import add_flag, add_option, int_between, positive_float, positive_int
 from beatwatch.signals import stop_on_signals
+from beatwatch.tools.console.state import (
+    DEFAULT_ALERTING_WINDOW_S,
+    DEFAULT_ALERTS_PER_STREAM,
+    DEFAULT_MAX_STREAMS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "every console sees every alert)")  # fmt: skip
     add_flag(parser, "--from-latest", env="BEATWATCH_CONSOLE_FROM_LATEST",
              help="start at new alerts, not the oldest the topic keeps")  # fmt: skip
-    add_option(parser, "--max-streams", default=1000, type=positive_int,
+    add_option(parser, "--max-streams", default=DEFAULT_MAX_STREAMS, type=positive_int,
                env="BEATWATCH_CONSOLE_MAX_STREAMS",
                help="streams held in memory; the least recently active is dropped")  # fmt: skip
-    add_option(parser, "--alerts-per-stream", default=50, type=positive_int,
+    add_option(parser, "--alerts-per-stream", default=DEFAULT_ALERTS_PER_STREAM, type=positive_int,
                env="BEATWATCH_CONSOLE_ALERTS_PER_STREAM",
                help="latest alerts held per stream")  # fmt: skip
-    add_option(parser, "--alerting-window-s", default=60.0, type=positive_float,
-               env="BEATWATCH_CONSOLE_ALERTING_WINDOW_S",
+    add_option(parser, "--alerting-window-s", default=DEFAULT_ALERTING_WINDOW_S,
+               type=positive_float, env="BEATWATCH_CONSOLE_ALERTING_WINDOW_S",
                help="a stream shows as alerting this long after its last alert")  # fmt: skip
 
 

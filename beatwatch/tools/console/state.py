@@ -20,6 +20,10 @@ from typing import Any
 import orjson
 
 # The stream id is a message key; the beat contract caps it at this length.
+# Defaults of the store, also those of the console's options.
+DEFAULT_MAX_STREAMS = 1000
+DEFAULT_ALERTS_PER_STREAM = 50
+DEFAULT_ALERTING_WINDOW_S = 60.0
 MAX_STREAM_CHARS = 128
 # Open incidents remembered per stream (a stream rarely has more than one).
 MAX_OPEN_INCIDENTS = 8
@@ -214,10 +218,10 @@ class Store:
     def __init__(
         self,
         *,
-        max_streams: int = 1000,
-        alerts_per_stream: int = 50,
+        max_streams: int = DEFAULT_MAX_STREAMS,
+        alerts_per_stream: int = DEFAULT_ALERTS_PER_STREAM,
         max_errors: int = 50,
-        alerting_window_s: float = 60.0,
+        alerting_window_s: float = DEFAULT_ALERTING_WINDOW_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.max_streams = max_streams
