@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,8 @@ from beatwatch.artifact import SHIPPED_MODEL_DIR
 from beatwatch.cli import COMMANDS, build_parser
 from beatwatch.kafka import KafkaSettings
 from beatwatch.settings import ENV_ATTR, LEGACY_ENV_ATTR
+from beatwatch.tools.broker import EmbeddedBroker
+from beatwatch.tools.console.state import Store
 from detector.service import DetectorSettings
 from producer.service import ProducerSettings
 
@@ -136,6 +139,20 @@ def test_detect_defaults_are_detector_settings_defaults() -> None:
 def test_produce_defaults_are_producer_settings_defaults() -> None:
     parsed = producer.cli._settings(_parse("produce", []))
     assert parsed == ProducerSettings(kafka=KafkaSettings())
+
+
+def test_console_defaults_are_the_stores_defaults() -> None:
+    parsed = _parse("console", [])
+    store = inspect.signature(Store).parameters
+    for name in ("max_streams", "alerts_per_stream", "alerting_window_s"):
+        assert getattr(parsed, name) == store[name].default, name
+
+
+def test_broker_defaults_are_the_embedded_brokers_defaults() -> None:
+    parsed = _parse("broker", [])
+    assert parsed.storage == inspect.signature(EmbeddedBroker).parameters["storage"].default
+    start = inspect.signature(EmbeddedBroker.start).parameters["timeout_s"].default
+    assert parsed.start_timeout_s == start
 
 
 @pytest.mark.parametrize(("command", "default"), [("produce", -1), ("detect", 9108)])
