@@ -202,7 +202,8 @@ def test_prometheus_scrapes_every_detector_replica_and_the_producer(compose):
         assert sd["names"] == [service] and sd["type"] == "A" and sd["port"] == port
         assert service in compose["services"]
         env = compose["services"][service]["environment"]
-        assert env["BEATWATCH_METRICS_PORT"] == str(port)
+        command = {"detector": "DETECT", "producer": "PRODUCE"}[service]
+        assert env[f"BEATWATCH_{command}_METRICS_PORT"] == str(port)
         assert str(port) in compose["services"][service]["expose"]
     for rule_file in config["rule_files"]:
         assert (PROMETHEUS.parent / rule_file).resolve() == RULES.resolve()

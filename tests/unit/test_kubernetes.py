@@ -302,7 +302,8 @@ def test_probes_match_what_the_detector_serves(rendered):
                     continue
                 get = container[kind]["httpGet"]
                 port = ports.get(get["port"], get["port"])
-                assert str(port) == env["BEATWATCH_METRICS_PORT"], f"{name}: {kind} port"
+                (variable,) = [v for v in env if v.endswith("_METRICS_PORT")]
+                assert str(port) == env[variable], f"{name}: {kind} port"
                 probes.add(get["path"])
         for deployment in find(resources, "Deployment", "beatwatch-detector"):
             detector = pod_spec(deployment)["containers"][0]
