@@ -254,3 +254,18 @@ def test_a_beat_the_model_cannot_score_is_dead_lettered_and_never_learned() -> N
     assert outcome.beats.scores == want.scores.tolist()
     state.apply(outcome)
     assert state.records[0]["a"][PART]["state"] == want.state
+
+
+def test_the_alert_schema_keeps_old_alerts_valid_and_a_negative_score_only_with_a_kind() -> None:
+    old = {
+        "alert_id": "p/1/m", "stream": "p", "seq": 1, "ts_ms": 5, "detected_ts_ms": 6,
+        "score": 0.02, "threshold": 0.01, "score_ratio": 2.0, "model_version": "m",
+        "topic": "t", "partition": 0, "offset": 3,
+        "explanation": {"summary": "s", "worst_ranges": [], "regions": []},
+    }  # fmt: skip
+    jsonschema.validate(old, SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**old, "score": -0.5}, SCHEMA)
+    jsonschema.validate({**old, "score": -0.5, "kind": "S", "learning": False}, SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**old, "kind": "N"}, SCHEMA)
