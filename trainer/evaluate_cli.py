@@ -34,7 +34,10 @@ HEADLINE = ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "false_al
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``evaluate`` flags."""
-    add_option(parser, "--model", default=str(SHIPPED_MODEL_DIR), help="artifact directory")
+    add_option(parser, "--model", default=None,
+               help="artifact directory (default: the shipped ECG5000 model; with --wfdb "
+                    "the shipped MIT-BIH model)",
+               env="BEATWATCH_EVALUATE_MODEL")  # fmt: skip
     add_option(parser, "--data", default=None, help="the CSV it was trained on; ECG5000 when unset")
     add_option(parser, "--json", default=None, help="also write the metrics to this JSON file",
                env="BEATWATCH_EVALUATE_JSON")  # fmt: skip
@@ -147,7 +150,7 @@ def main(args: argparse.Namespace) -> int:
         return _main_all_rows(args)
     if args.label_column is not None or args.normal_label is not None:
         raise ConfigError("--label-column and --normal-label go with --all-rows")
-    artifact = load_artifact(args.model)
+    artifact = load_artifact(args.model or SHIPPED_MODEL_DIR)
     recorded = artifact.config.get("evaluation", {})
     if not isinstance(recorded, dict):
         raise ArtifactError(f"{artifact.path / CONFIG_FILE}: evaluation must be an object")
@@ -164,7 +167,7 @@ def main(args: argparse.Namespace) -> int:
         dataset = attach_ecg5000_classes(
             load_csv(args.data, label_column=label_column, normal_label=normal_label)
         )
-    metrics = evaluate_artifact(args.model, dataset)
+    metrics = evaluate_artifact(args.model or SHIPPED_MODEL_DIR, dataset)
     print(f"{artifact.model_version} on {dataset.source}: {metrics['n']} test rows")
     same = True
     for key in HEADLINE:
@@ -188,7 +191,7 @@ def _main_all_rows(args: argparse.Namespace) -> int:
     """``--all-rows``: score every row of any labelled CSV and print the metrics."""
     if args.data is None:
         raise ConfigError("--all-rows needs --data CSV")
-    artifact = load_artifact(args.model)
+    artifact = load_artifact(args.model or SHIPPED_MODEL_DIR)
     data = recorded_data(artifact)
     label_column = data.get("label_column", -1) if args.label_column is None else args.label_column
     if isinstance(label_column, str) and label_column.lstrip("-").isdigit():

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from beatwatch.artifact import SHIPPED_MODEL_DIR, SHIPPED_MODELS_DIR, Artifact, load_artifact
+from beatwatch.artifact import SHIPPED_MODELS_DIR, Artifact, load_artifact
 from beatwatch.errors import ArtifactError, ConfigError
 from beatwatch.recording_beats import SEGMENTATION_KEY
 from beatwatch.segmentation import Segmentation
@@ -33,10 +33,8 @@ RECORD_MODEL_DIR = SHIPPED_MODELS_DIR / "mitbih"
 
 
 def _model_dir(args: argparse.Namespace) -> Path:
-    """``--model``; its default (the ECG5000 model of pre-cut beats) means models/mitbih here."""
-    if Path(args.model) == SHIPPED_MODEL_DIR and (RECORD_MODEL_DIR / "artifact.json").is_file():
-        return RECORD_MODEL_DIR
-    return Path(args.model)
+    """``--model``, or the shipped model of continuous ECG when it is not given."""
+    return RECORD_MODEL_DIR if args.model is None else Path(args.model)
 
 
 def artifact_segmentation(artifact: Artifact) -> Segmentation:

@@ -50,7 +50,7 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.slow
+@pytest.mark.subprocess
 def test_loading_and_scoring_a_model_writes_nothing_to_stderr() -> None:
     result = _run(
         f"""
@@ -66,7 +66,7 @@ def test_loading_and_scoring_a_model_writes_nothing_to_stderr() -> None:
     assert result.stderr == ""
 
 
-@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_missing_model_is_one_line_before_tensorflow_loads() -> None:
     result = _run(
         """
