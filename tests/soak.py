@@ -1,11 +1,14 @@
 """The soak: the whole pipeline at a steady rate for an hour, with faults on a schedule.
 
-``make soak`` (not part of ``make test``) runs the embedded broker on a local
-S3 (a ``moto`` server, so the broker's log survives its restarts), one
+``make soak`` (not part of ``make test``) runs the embedded broker, one
 detector process with an always-alerting copy of the shipped model, and one
 producer process replaying ECG5000 beats at ``--rate-hz`` over 16 streams. On
-a schedule the broker is killed and restarted and the detector is killed with
-``kill -9`` and started again. Every ``--interval-s`` it samples each
+a schedule the detector is killed with ``kill -9`` and started again, and the
+broker is faulted: with ``--storage s3`` (a local ``moto`` server, so its log
+survives) it is killed and restarted; with ``--storage memory`` (the default:
+tansu on moto does not sustain 2,000 beats/s on a 2-core machine) it is
+frozen with SIGSTOP for ``--freeze-s`` and resumed, which every client sees
+as a broker that stops answering, without losing its log. Every ``--interval-s`` it samples each
 process's resident memory, open file descriptors and threads, and the
 detector's consumer lag.
 
@@ -118,8 +121,11 @@ class Soak:
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ALLOW_HTTP": "true",
         }
+        self.s3 = args.storage == "s3"
         self.broker = EmbeddedBroker(
-            storage=f"s3://{BUCKET}/", env=self.s3_env, log_path=workdir / "tansu.log"
+            storage=f"s3://{BUCKET}/" if self.s3 else "memory://tansu/",
+            env=self.s3_env if self.s3 else {},
+            log_path=workdir / "tansu.log",
         )
         self.model = all_alert_artifact(workdir / "all-alert")
         self.detector_port = free_port()
@@ -217,7 +223,8 @@ class Soak:
 
     def run(self) -> dict[str, Any]:
         args = self.args
-        self.start_s3()
+        if self.s3:
+            self.start_s3()
         self.start_broker()
         ensure_topics(
             KafkaSettings(bootstrap_servers=self.broker.bootstrap_servers),
@@ -225,9 +232,10 @@ class Soak:
         )
         self.start_detector()
         self.start_producer()
+        broker_fault = "restart broker" if self.s3 else f"freeze broker {args.freeze_s:g} s"
         schedule = sorted(
             [(t, "kill -9 detector") for t in _every(args.kill_every_s, args.duration_s)]
-            + [(t, "restart broker") for t in _every(args.restart_every_s, args.duration_s)]
+            + [(t, broker_fault) for t in _every(args.broker_fault_every_s, args.duration_s)]
         )
         next_sample = 0.0
         while self.now() < args.duration_s:
@@ -248,10 +256,24 @@ class Soak:
             self.processes["detector"].send_signal(signal.SIGKILL)
             self.processes["detector"].wait(10)
             self.start_detector()
-        else:
+        elif what == "restart broker":
             self.broker.kill()
             time.sleep(3)
             self.start_broker()
+        else:
+            assert self.broker.process is not None
+            self.broker.process.send_signal(signal.SIGSTOP)
+            try:
+                self._wait_sampling(self.args.freeze_s)
+            finally:
+                self.broker.process.send_signal(signal.SIGCONT)
+
+    def _wait_sampling(self, seconds: float) -> None:
+        """Sleep ``seconds``, sampling on schedule meanwhile."""
+        deadline = self.now() + seconds
+        while self.now() < deadline:
+            time.sleep(min(self.args.interval_s, max(0.0, deadline - self.now())))
+            self.sample()
 
     def progress_line(self) -> str:
         lag = self.lag[-1][1] if self.lag else float("nan")
@@ -355,7 +377,7 @@ class Soak:
             for t, what in self.events:
                 axis.axvline(t / 60, color="grey", ls=":" if "kill" in what else "--", lw=0.8)
         fig.suptitle(
-            f"soak: {self.args.rate_hz:g} beats/s; dotted: detector kill -9, dashed: broker restart"
+            f"soak: {self.args.rate_hz:g} beats/s; dotted: detector kill -9, dashed: broker fault"
         )
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -419,7 +441,9 @@ def main() -> int:
     parser.add_argument("--rate-hz", type=float, default=2000)
     parser.add_argument("--interval-s", type=float, default=10)
     parser.add_argument("--kill-every-s", type=float, default=900)
-    parser.add_argument("--restart-every-s", type=float, default=1200)
+    parser.add_argument("--broker-fault-every-s", type=float, default=1200)
+    parser.add_argument("--storage", choices=["memory", "s3"], default="memory")
+    parser.add_argument("--freeze-s", type=float, default=30)
     parser.add_argument("--plot", type=Path, default=REPO_ROOT / "docs" / "images" / "soak.png")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "reports" / "soak.json")
     args = parser.parse_args()
