@@ -89,9 +89,12 @@ def explain_numbers(per_sample_error: np.ndarray, regions: Sequence[dict[str, An
     worst: list[list[tuple[int, int, int]]] = [[] for _ in range(rows)]
     run_shares = _thousandths(run_sums[keep] / totals[run_rows[keep]])
     for row, start, end, share in zip(
-        run_rows[keep].tolist(), run_starts[keep].tolist(), run_ends[keep].tolist(),
-        run_shares.tolist(), strict=True,
-    ):  # fmt: skip
+        run_rows[keep].tolist(),
+        run_starts[keep].tolist(),
+        run_ends[keep].tolist(),
+        run_shares.tolist(),
+        strict=True,
+    ):
         worst[row].append((start, end, share))
 
     starts = np.array([int(r["start"]) for r in regions], dtype=np.int64)
@@ -155,24 +158,30 @@ def explain_batch(
     for row, worst in enumerate(ex.worst):
         shares = ex.region_shares[row]
         ranked = [
-            {"name": ex.names[i], "start": ex.starts[i], "end": ex.ends[i],
-             "error_share": _share(shares[i])}
+            {
+                "name": ex.names[i],
+                "start": ex.starts[i],
+                "end": ex.ends[i],
+                "error_share": _share(shares[i]),
+            }
             for i in ex.region_order[row]
-        ]  # fmt: skip
+        ]
         top = ex.region_order[row][0] if ranked else None
         summary = _summary(
             None if top is None else ex.names[top],
             0 if top is None else round(100 * _share(shares[top])),
             _where(worst),
         )
-        explanations.append({
-            "summary": summary,
-            "worst_ranges": [
-                {"start": start, "end": end, "error_share": _share(share)}
-                for start, end, share in worst
-            ],
-            "regions": ranked,
-        })  # fmt: skip
+        explanations.append(
+            {
+                "summary": summary,
+                "worst_ranges": [
+                    {"start": start, "end": end, "error_share": _share(share)}
+                    for start, end, share in worst
+                ],
+                "regions": ranked,
+            }
+        )
     return explanations
 
 

@@ -57,11 +57,13 @@ class IncidentRules:
     silence_s: float = 60.0
 
     def __post_init__(self) -> None:
-        positive = {"--incident-window-beats": self.window_beats,
-                    "--incident-min-abnormal": self.min_abnormal,
-                    "--incident-run-beats": self.run_beats,
-                    "--incident-critical-run-beats": self.critical_run_beats,
-                    "--incident-quiet-beats": self.quiet_beats}  # fmt: skip
+        positive = {
+            "--incident-window-beats": self.window_beats,
+            "--incident-min-abnormal": self.min_abnormal,
+            "--incident-run-beats": self.run_beats,
+            "--incident-critical-run-beats": self.critical_run_beats,
+            "--incident-quiet-beats": self.quiet_beats,
+        }
         for flag, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{flag} {value}: must be at least 1")
@@ -76,10 +78,12 @@ class IncidentRules:
                 "--incident-run-beats and --incident-critical-run-beats must not exceed "
                 f"--incident-window-beats {self.window_beats}"
             )
-        numbers = {"--incident-run-rate-bpm": self.run_rate_bpm,
-                   "--incident-critical-rate-bpm": self.critical_rate_bpm,
-                   "--incident-quiet-s": self.quiet_s,
-                   "--incident-update-interval-s": self.update_interval_s}  # fmt: skip
+        numbers = {
+            "--incident-run-rate-bpm": self.run_rate_bpm,
+            "--incident-critical-rate-bpm": self.critical_rate_bpm,
+            "--incident-quiet-s": self.quiet_s,
+            "--incident-update-interval-s": self.update_interval_s,
+        }
         for flag, number in numbers.items():
             if not (math.isfinite(number) and number >= 0):
                 raise ConfigError(f"{flag} {number}: must be a finite number >= 0")
@@ -124,8 +128,16 @@ class BeatVerdict(NamedTuple):
 
 def new_state() -> dict[str, Any]:
     """The machine state of a stream never seen."""
-    return {"idx": 0, "abn": [], "run": 0, "run_rr": [0.0, 0], "normal_run": 0,
-            "last_abn_ts": None, "rr_ema": None, "open": None}  # fmt: skip
+    return {
+        "idx": 0,
+        "abn": [],
+        "run": 0,
+        "run_rr": [0.0, 0],
+        "normal_run": 0,
+        "last_abn_ts": None,
+        "rr_ema": None,
+        "open": None,
+    }
 
 
 def _rate_bpm(rr_sum_ms: float, rr_count: int) -> float | None:
@@ -196,13 +208,23 @@ def step(
         state["open"] = incident = {
             "id": incident_id(stream, int(first[1]), model_version),
             "model_version": model_version,
-            "rule": rule, "rule_detail": detail, "severity": severity,
-            "first_seq": first[1], "first_ts_ms": first[2], "first_idx": first[0],
-            "last_seq": beat.seq, "last_ts_ms": beat.ts_ms,
-            "abnormal": len(abnormal), "longest_run": _longest_run([a[0] for a in abnormal]),
-            "max_score": best[3], "max_ratio": best[4], "worst_region": best[5],
-            "event_seq": 0, "event_ts_ms": beat.ts_ms, "changed": False,
-        }  # fmt: skip
+            "rule": rule,
+            "rule_detail": detail,
+            "severity": severity,
+            "first_seq": first[1],
+            "first_ts_ms": first[2],
+            "first_idx": first[0],
+            "last_seq": beat.seq,
+            "last_ts_ms": beat.ts_ms,
+            "abnormal": len(abnormal),
+            "longest_run": _longest_run([a[0] for a in abnormal]),
+            "max_score": best[3],
+            "max_ratio": best[4],
+            "worst_region": best[5],
+            "event_seq": 0,
+            "event_ts_ms": beat.ts_ms,
+            "changed": False,
+        }
         return [_event(incident, "open", stream, idx, state, beat.ts_ms)]
 
     incident["last_seq"], incident["last_ts_ms"] = beat.seq, beat.ts_ms

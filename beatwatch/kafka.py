@@ -366,8 +366,9 @@ def wait_for_broker(settings: KafkaSettings, timeout_s: float, stop: threading.E
         if not logged:
             log.warning(
                 "Kafka at %s not reachable yet; retrying for up to %.0f s",
-                settings.bootstrap_servers, timeout_s,
-            )  # fmt: skip
+                settings.bootstrap_servers,
+                timeout_s,
+            )
             logged = True
         stop.wait(0.5)
     return False

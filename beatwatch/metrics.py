@@ -161,9 +161,11 @@ class CalibrationSummary(Collector):
         if self._ratios is None or self._ratios.size == 0:
             return
         family = SummaryMetricFamily(
-            self._name, self._documentation, count_value=self._ratios.size,
+            self._name,
+            self._documentation,
+            count_value=self._ratios.size,
             sum_value=float(self._ratios.sum()),
-        )  # fmt: skip
+        )
         for q in self.QUANTILES:
             family.add_sample(self._name, {"quantile": str(q)}, float(np.quantile(self._ratios, q)))
         yield family

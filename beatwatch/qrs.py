@@ -124,10 +124,12 @@ class _Decider:
             return []
         lower = 0.5 * self.threshold
         pool = [
-            c for c in self.since_last
-            if c.value > lower and c.r_index - self.last.r_index > self.refractory
+            c
+            for c in self.since_last
+            if c.value > lower
+            and c.r_index - self.last.r_index > self.refractory
             and now - c.r_index > self.refractory
-        ]  # fmt: skip
+        ]
         if not pool:
             return []
         best = max(pool, key=lambda c: c.value)

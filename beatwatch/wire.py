@@ -92,9 +92,10 @@ class Beat:
     def extended(self) -> bool:
         """Whether the beat carries any field beyond the version-1 ones."""
         return (
-            self.rr_prev_ms is not None or self.rr_local_ms is not None
+            self.rr_prev_ms is not None
+            or self.rr_local_ms is not None
             or self.beat_class is not None
-        )  # fmt: skip
+        )
 
 
 def encode(beat: Beat, fmt: str) -> tuple[bytes, bytes, Headers]:
@@ -318,9 +319,15 @@ def _decode_json(key: bytes | None, value: bytes) -> Beat:
     if _rows_with_non_numbers([samples], matrix):
         raise InvalidBeat("schema", "'samples' must be a flat array of numbers")
     return Beat(
-        stream=stream, seq=seq, ts_ms=ts_ms, samples=matrix[0], label=label,
-        rr_prev_ms=rr_prev, rr_local_ms=rr_local, beat_class=beat_class,
-    )  # fmt: skip
+        stream=stream,
+        seq=seq,
+        ts_ms=ts_ms,
+        samples=matrix[0],
+        label=label,
+        rr_prev_ms=rr_prev,
+        rr_local_ms=rr_local,
+        beat_class=beat_class,
+    )
 
 
 def _decode_binary(key: bytes | None, value: bytes) -> Beat:
@@ -440,12 +447,20 @@ def _binary_dtype(length: int, version: int = BINARY_VERSION) -> np.dtype:
     """One binary beat as a numpy record: the prefix fields, then the samples."""
     extension = (
         [("rr_prev_ms", "<f8"), ("rr_local_ms", "<f8"), ("beat_class", "u1"), ("pad", "V7")]
-        if version == BINARY_VERSION_EXTENDED else []
-    )  # fmt: skip
+        if version == BINARY_VERSION_EXTENDED
+        else []
+    )
     return np.dtype(
-        [("seq", "<u8"), ("ts_ms", "<u8"), ("label", "u1"), ("version", "u1"),
-         ("reserved", "<u2"), *extension, ("samples", "<f4", (length,))]
-    )  # fmt: skip
+        [
+            ("seq", "<u8"),
+            ("ts_ms", "<u8"),
+            ("label", "u1"),
+            ("version", "u1"),
+            ("reserved", "<u2"),
+            *extension,
+            ("samples", "<f4", (length,)),
+        ]
+    )
 
 
 def _rr_ok(values: np.ndarray) -> np.ndarray:
@@ -487,9 +502,11 @@ def decode_batch(
             if not value or len(value) > max_message_bytes:
                 one_by_one.append(position)
             elif content_type == BINARY_CONTENT_TYPE:
-                version = BINARY_VERSION if len(value) == binary_size else (
-                    BINARY_VERSION_EXTENDED if len(value) == extended_size else 0
-                )  # fmt: skip
+                version = (
+                    BINARY_VERSION
+                    if len(value) == binary_size
+                    else (BINARY_VERSION_EXTENDED if len(value) == extended_size else 0)
+                )
                 if key and version:
                     group = binary[version]
                     group[1].append(_stream_id(key.decode()))
@@ -583,9 +600,12 @@ def decode_batch(
         message = messages[position]
         try:
             beat = decode(
-                message.key, message.value, message.headers,
-                expected_length=expected_length, max_message_bytes=max_message_bytes,
-            )  # fmt: skip
+                message.key,
+                message.value,
+                message.headers,
+                expected_length=expected_length,
+                max_message_bytes=max_message_bytes,
+            )
         except Exception as exc:
             rejected.append((position, exc))
             continue
@@ -602,9 +622,10 @@ def decode_batch(
     # Back to input order: a stream's alerts must leave in its beats' order.
     order = np.argsort(np.asarray(rows, dtype=np.int64), kind="stable")
     sample_matrix = (
-        np.concatenate(blocks)[order] if blocks
+        np.concatenate(blocks)[order]
+        if blocks
         else np.zeros((0, expected_length), dtype=np.float32)
-    )  # fmt: skip
+    )
     return DecodedBatch(
         index=[rows[i] for i in order],
         streams=[streams[i] for i in order],

@@ -110,9 +110,10 @@ def dead_letter(record: Record, reason: str, detail: str) -> Outgoing:
     key, value = record.key, record.value
     original = [(name, raw or b"") for name, raw in record.headers or []]
     payload_bytes = (
-        len(key or b"") + len(value or b"")
+        len(key or b"")
+        + len(value or b"")
         + sum(len(name.encode()) + len(raw) for name, raw in original)
-    )  # fmt: skip
+    )
     omitted: Headers = []
     if payload_bytes > MAX_DEAD_LETTER_PAYLOAD_BYTES:
         key, value, original = None, b"", []
@@ -184,8 +185,9 @@ def process_batch(
     over = scored[scores[scored] > model.threshold]
     top_regions: list[str | None] = []
     if over.size:
-        outcome.alerts, top_regions = _alerts(records, decoded, over, scores, per_sample_error,
-                                              scorer, model, now_ms)  # fmt: skip
+        outcome.alerts, top_regions = _alerts(
+            records, decoded, over, scores, per_sample_error, scorer, model, now_ms
+        )
     outcome.beats = _scored_beats(records, decoded, scored, scores, model, over, top_regions)
     return outcome
 

@@ -309,8 +309,12 @@ def _alerts(
 class StoreAccess(StateAccess):
     """Stream state from the detector's state step (``detector.stream_state``)."""
 
-    def __init__(self, prepare: Callable[[], None], owns: Callable[[int], bool],
-                 get: Callable[[int, str], dict[str, Any] | None]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        prepare: Callable[[], None],
+        owns: Callable[[int], bool],
+        get: Callable[[int, str], dict[str, Any] | None],
+    ) -> None:
         self._prepare, self._owns, self._get = prepare, owns, get
 
     def prepare(self) -> None:

@@ -117,11 +117,15 @@ class DetectorSettings:
 
     def __post_init__(self) -> None:
         self.kafka.client_kwargs()  # a malformed address is refused here, not retried forever
-        topics = {"--beats-topic": self.beats_topic, "--alerts-topic": self.alerts_topic,
-                  "--dlq-topic": self.dlq_topic}  # fmt: skip
+        topics = {
+            "--beats-topic": self.beats_topic,
+            "--alerts-topic": self.alerts_topic,
+            "--dlq-topic": self.dlq_topic,
+        }
         if self.incidents:
-            topics.update({"--incidents-topic": self.incidents_topic,
-                           "--state-topic": self.state_topic})  # fmt: skip
+            topics.update(
+                {"--incidents-topic": self.incidents_topic, "--state-topic": self.state_topic}
+            )
         if len(set(topics.values())) < len(topics):
             # The detector would read its own alerts or dead letters as beats: a
             # dead letter of a dead letter, forever.
@@ -343,16 +347,23 @@ class Detector:
                     raise ClientError("no bootstrap server accepts connections")
                 if settings.create_topics and not ensure_topics(
                     settings.kafka,
-                    {settings.beats_topic: settings.partitions,
-                     settings.alerts_topic: settings.partitions,
-                     settings.dlq_topic: 1,
-                     **({settings.incidents_topic: settings.partitions,
-                         settings.state_topic: settings.partitions}
-                        if settings.incidents else {})},
+                    {
+                        settings.beats_topic: settings.partitions,
+                        settings.alerts_topic: settings.partitions,
+                        settings.dlq_topic: 1,
+                        **(
+                            {
+                                settings.incidents_topic: settings.partitions,
+                                settings.state_topic: settings.partitions,
+                            }
+                            if settings.incidents
+                            else {}
+                        ),
+                    },
                     replication_factor=settings.replication_factor,
                     timeout_s=5.0,
                     stop=stop,
-                ):  # fmt: skip
+                ):
                     return False
                 self.producer = new_publisher(settings.kafka, ALERT_PUBLISHER)
                 self.consumer = new_consumer(settings.kafka, settings.consumer_options())
@@ -363,8 +374,10 @@ class Detector:
                 )
                 log.info(
                     "connected to %s, group %s, topic %s",
-                    settings.kafka.bootstrap_servers, settings.group_id, settings.beats_topic,
-                )  # fmt: skip
+                    settings.kafka.bootstrap_servers,
+                    settings.group_id,
+                    settings.beats_topic,
+                )
                 return True
             except (TopicCreationError, ClientSettingsError):
                 raise  # waiting does not change the answer: stop with its line
@@ -372,8 +385,10 @@ class Detector:
                 self.metrics.broker_errors.inc()
                 log.warning(
                     "broker %s not reachable (%s); retrying in %.1f s",
-                    settings.kafka.bootstrap_servers, exc, backoff_s,
-                )  # fmt: skip
+                    settings.kafka.bootstrap_servers,
+                    exc,
+                    backoff_s,
+                )
                 self.close()
                 stop.wait(backoff_s)
                 backoff_s = min(backoff_s * 2, settings.retry_backoff_max_s)
@@ -434,8 +449,10 @@ class Detector:
                 log.warning(
                     "a batch of %d took %.1f s, over half of max_poll_interval_ms; "
                     "polling at most %d records",
-                    handled, elapsed_s, fitted,
-                )  # fmt: skip
+                    handled,
+                    elapsed_s,
+                    fitted,
+                )
                 self.max_records = fitted
         elif handled >= self.max_records and elapsed_s < budget_s / 4:
             self.max_records = min(self.settings.max_batch, self.max_records * 2)
@@ -562,9 +579,11 @@ def run(
     server = None
     if settings.metrics_port >= 0:
         server = MetricsServer(
-            registry, settings.metrics_port, host=settings.metrics_host,
+            registry,
+            settings.metrics_port,
+            host=settings.metrics_host,
             ready=lambda: detector.ready,
-        ).start()  # fmt: skip
+        ).start()
     handled = 0
     if detector.watcher is not None:
         detector.watcher.start()

@@ -188,8 +188,11 @@ class StreamStateStep(BatchStep):
             self._metrics.state_skipped_records.inc(outcome.skipped)
             log.info(
                 "state of partition %d rebuilt: %d streams from %d changelog records in %.3f s",
-                number, outcome.streams, outcome.records, elapsed_s,
-            )  # fmt: skip
+                number,
+                outcome.streams,
+                outcome.records,
+                elapsed_s,
+            )
         self._update_gauges()
 
     # The loop -------------------------------------------------------------
@@ -365,15 +368,28 @@ class StreamStateStep(BatchStep):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``beatwatch detect`` for per-stream state and incidents (docs/incidents.md)."""
     group = parser.add_argument_group("incidents and per-stream state")
-    add_option(group, "--incidents-topic", default=INCIDENTS_TOPIC,
-               help="topic to publish incident events to")  # fmt: skip
-    add_option(group, "--state-topic", default=STATE_TOPIC,
-               help="compacted changelog topic of the per-stream state")  # fmt: skip
+    add_option(
+        group,
+        "--incidents-topic",
+        default=INCIDENTS_TOPIC,
+        help="topic to publish incident events to",
+    )
+    add_option(
+        group,
+        "--state-topic",
+        default=STATE_TOPIC,
+        help="compacted changelog topic of the per-stream state",
+    )
     add_flag(group, "--no-incidents", help="keep no per-stream state and publish no incidents")
     defaults = IncidentRules()
     for name, kind, text in _RULE_OPTIONS:
-        add_option(group, "--incident-" + name.replace("_", "-"),
-                   default=getattr(defaults, name), type=kind, help=text)  # fmt: skip
+        add_option(
+            group,
+            "--incident-" + name.replace("_", "-"),
+            default=getattr(defaults, name),
+            type=kind,
+            help=text,
+        )
 
 
 _RULE_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [

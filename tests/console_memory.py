@@ -61,26 +61,40 @@ def main() -> None:
     artifact = load_artifact(MODEL_DIR)
     # A real alert's shape and size: explanation with ranges and all regions.
     template = {
-        "stream": "", "seq": 0, "ts_ms": 0, "detected_ts_ms": 0, "score": 0.05,
-        "threshold": artifact.threshold, "score_ratio": 0.05 / artifact.threshold,
-        "model_version": artifact.model_version, "topic": "ecg-beats", "partition": 0,
-        "offset": 0, "p_value": 0.002,
+        "stream": "",
+        "seq": 0,
+        "ts_ms": 0,
+        "detected_ts_ms": 0,
+        "score": 0.05,
+        "threshold": artifact.threshold,
+        "score_ratio": 0.05 / artifact.threshold,
+        "model_version": artifact.model_version,
+        "topic": "ecg-beats",
+        "partition": 0,
+        "offset": 0,
+        "p_value": 0.002,
         "explanation": {
             "summary": "reconstruction failed mostly in the T region (41% of the error); "
-                       "worst at samples 60-71, samples 80-84, samples 120-125",
+            "worst at samples 60-71, samples 80-84, samples 120-125",
             "worst_ranges": [{"start": 60, "end": 72, "error_share": 0.31}] * 3,
             "regions": [dict(r, error_share=0.2) for r in artifact.regions],
         },
-    }  # fmt: skip
+    }
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
         kafka = KafkaSettings(broker.bootstrap_servers)
         ensure_topics(kafka, {"ecg-beats": 4, "ecg-alerts": 4})
         with (
-            running_console("--bootstrap-servers", broker.bootstrap_servers,
-                            "--model", str(MODEL_DIR), "--metrics-url", "",
-                            log_path=Path(tmp) / "console.log") as console,
+            running_console(
+                "--bootstrap-servers",
+                broker.bootstrap_servers,
+                "--model",
+                str(MODEL_DIR),
+                "--metrics-url",
+                "",
+                log_path=Path(tmp) / "console.log",
+            ) as console,
             browser_page() as page,
-        ):  # fmt: skip
+        ):
             pid = console.popen.pid
             page.goto(console.url)
             page.wait_for_selector("#status.ok")
@@ -90,9 +104,15 @@ def main() -> None:
             started = time.monotonic()
             for i in range(args.alerts):
                 stream, seq = f"p-{i % args.streams:05d}", i // args.streams
-                alert = dict(template, stream=stream, seq=seq, ts_ms=now_ms + i,
-                             detected_ts_ms=now_ms + i + 5, offset=i,
-                             alert_id=f"{stream}/{seq}/{artifact.model_version}")  # fmt: skip
+                alert = dict(
+                    template,
+                    stream=stream,
+                    seq=seq,
+                    ts_ms=now_ms + i,
+                    detected_ts_ms=now_ms + i + 5,
+                    offset=i,
+                    alert_id=f"{stream}/{seq}/{artifact.model_version}",
+                )
                 producer.send("ecg-alerts", key=stream.encode(), value=orjson.dumps(alert))
             producer.flush()
             producer.close()

@@ -48,39 +48,81 @@ def replay(args: argparse.Namespace, work: Path) -> int:
         client = ["--kafka-client", args.kafka_client]
         detector = Background(
             "detector",
-            [*BEATWATCH, "detect", "--model", str(args.model), *bootstrap, *client,
-             "--metrics-port", str(free_port()), "--session-timeout-ms", "6000"],
-            work / "detector.log", env=env,
-        )  # fmt: skip
+            [
+                *BEATWATCH,
+                "detect",
+                "--model",
+                str(args.model),
+                *bootstrap,
+                *client,
+                "--metrics-port",
+                str(free_port()),
+                "--session-timeout-ms",
+                "6000",
+            ],
+            work / "detector.log",
+            env=env,
+        )
         with detector:
             wait_for_line(detector, "partitions assigned: ecg-beats", 120)
             started = time.monotonic()
             records = [str(Path(args.wfdb) / name) for name in args.records]
             produced = run(
-                [*BEATWATCH, "produce", "--record", *records, "--speed", str(args.speed),
-                 "--format", args.format, *bootstrap, *client],
-                timeout_s=7200, env=env,
-            )  # fmt: skip
+                [
+                    *BEATWATCH,
+                    "produce",
+                    "--record",
+                    *records,
+                    "--speed",
+                    str(args.speed),
+                    "--format",
+                    args.format,
+                    *bootstrap,
+                    *client,
+                ],
+                timeout_s=7200,
+                env=env,
+            )
             (work / "producer.log").write_text(produced.stdout + produced.stderr)
             if produced.returncode != 0:
                 print(produced.stderr, file=sys.stderr)
                 return 2
             print(f"replayed in {time.monotonic() - started:.1f} s", flush=True)
             alerts = run(
-                [*BEATWATCH, "alerts", "--json", "--from-beginning", *bootstrap,
-                 "--idle-timeout-s", str(args.idle_s)],
-                timeout_s=7200, env=env,
-            )  # fmt: skip
+                [
+                    *BEATWATCH,
+                    "alerts",
+                    "--json",
+                    "--from-beginning",
+                    *bootstrap,
+                    "--idle-timeout-s",
+                    str(args.idle_s),
+                ],
+                timeout_s=7200,
+                env=env,
+            )
             detector.check_alive()
     alerts_file = work / "live-alerts.jsonl"
     alerts_file.write_text(alerts.stdout)
     print(f"{len(alerts.stdout.splitlines())} live alerts in {alerts_file}", flush=True)
     evaluated = run(
-        [*BEATWATCH, "evaluate", "--model", str(args.model), "--wfdb", str(args.wfdb),
-         "--records", *args.records, "--live-alerts", str(alerts_file),
-         "--json", str(work / "evaluate.json")],
-        timeout_s=7200, env=env,
-    )  # fmt: skip
+        [
+            *BEATWATCH,
+            "evaluate",
+            "--model",
+            str(args.model),
+            "--wfdb",
+            str(args.wfdb),
+            "--records",
+            *args.records,
+            "--live-alerts",
+            str(alerts_file),
+            "--json",
+            str(work / "evaluate.json"),
+        ],
+        timeout_s=7200,
+        env=env,
+    )
     print(evaluated.stdout)
     if evaluated.returncode != 0:
         print(evaluated.stderr, file=sys.stderr)
@@ -96,10 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=str(MODEL), help="a patient-adaptive artifact")
     parser.add_argument("--speed", type=float, default=20.0, help="produce --speed")
     parser.add_argument("--format", default="json", choices=("json", "binary"))
-    parser.add_argument("--kafka-client", default="kafka-python",
-                        choices=("kafka-python", "confluent"))  # fmt: skip
-    parser.add_argument("--idle-s", type=float, default=20.0,
-                        help="alerts are captured until none came for this long")  # fmt: skip
+    parser.add_argument(
+        "--kafka-client", default="kafka-python", choices=("kafka-python", "confluent")
+    )
+    parser.add_argument(
+        "--idle-s",
+        type=float,
+        default=20.0,
+        help="alerts are captured until none came for this long",
+    )
     parser.add_argument("--work-dir", default=None, help="keep logs and files here")
     args = parser.parse_args(argv)
     if args.work_dir:

@@ -81,9 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--records", nargs="+", default=None, metavar="NAME", help="records of --wfdb (default all)"
     )
     add_option(
-        data, "--folds", default=0, type=non_negative_int,
+        data,
+        "--folds",
+        default=0,
+        type=non_negative_int,
         help="with --wfdb: measure on this many record-disjoint folds, write no artifact",
-    )  # fmt: skip
+    )
     model = parser.add_argument_group("model")
     add_option(model, "--preset", default="default", choices=sorted(PRESETS), help="base recipe")
     add_option(model, "--encoder", default=None, type=widths, help="encoder widths, e.g. 128,64,32")
@@ -205,18 +208,29 @@ def canonical_command(args: argparse.Namespace, config: TrainConfig, out: Path) 
             format_number(args.normal_label),
         ]
     parts += [
-        "--encoder", ",".join(map(str, config.encoder)),
-        "--decoder", ",".join(map(str, config.decoder)),
-        "--loss", config.loss,
-        "--noise-std", format_number(config.noise_std),
-        "--scaling", config.scaling,
-        "--epochs", str(config.epochs),
-        "--batch-size", str(config.batch_size),
-        "--learning-rate", format_number(config.learning_rate),
-        "--patience", str(config.patience),
-        "--seed", str(config.seed),
-        "--threshold-rule", config.threshold_rule,
-    ]  # fmt: skip
+        "--encoder",
+        ",".join(map(str, config.encoder)),
+        "--decoder",
+        ",".join(map(str, config.decoder)),
+        "--loss",
+        config.loss,
+        "--noise-std",
+        format_number(config.noise_std),
+        "--scaling",
+        config.scaling,
+        "--epochs",
+        str(config.epochs),
+        "--batch-size",
+        str(config.batch_size),
+        "--learning-rate",
+        format_number(config.learning_rate),
+        "--patience",
+        str(config.patience),
+        "--seed",
+        str(config.seed),
+        "--threshold-rule",
+        config.threshold_rule,
+    ]
     parts += [
         f"--{_flag_of(config.threshold_rule)}",
         format_number(next(iter(config.threshold_params.values()))),

@@ -34,37 +34,76 @@ HEADLINE = ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "false_al
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``evaluate`` flags."""
-    add_option(parser, "--model", default=None,
-               help="artifact directory (default: the shipped ECG5000 model; with --wfdb "
-                    "the shipped MIT-BIH model)",
-               env="BEATWATCH_EVALUATE_MODEL")  # fmt: skip
+    add_option(
+        parser,
+        "--model",
+        default=None,
+        help="artifact directory (default: the shipped ECG5000 model; with --wfdb "
+        "the shipped MIT-BIH model)",
+        env="BEATWATCH_EVALUATE_MODEL",
+    )
     add_option(parser, "--data", default=None, help="the CSV it was trained on; ECG5000 when unset")
-    add_option(parser, "--json", default=None, help="also write the metrics to this JSON file",
-               env="BEATWATCH_EVALUATE_JSON")  # fmt: skip
-    add_flag(parser, "--all-rows",
-             help="score every row of --data (any labelled CSV), "
-                  "not the recorded test rows")  # fmt: skip
-    add_option(parser, "--label-column", default=None, env="BEATWATCH_EVALUATE_LABEL_COLUMN",
-               help="with --all-rows: label column name or index "
-                    "(default: the artifact's)")  # fmt: skip
-    add_option(parser, "--normal-label", default=None, type=float,
-               env="BEATWATCH_EVALUATE_NORMAL_LABEL",
-               help="with --all-rows: label of normal rows (default: the artifact's)")  # fmt: skip
+    add_option(
+        parser,
+        "--json",
+        default=None,
+        help="also write the metrics to this JSON file",
+        env="BEATWATCH_EVALUATE_JSON",
+    )
+    add_flag(
+        parser,
+        "--all-rows",
+        help="score every row of --data (any labelled CSV), not the recorded test rows",
+    )
+    add_option(
+        parser,
+        "--label-column",
+        default=None,
+        env="BEATWATCH_EVALUATE_LABEL_COLUMN",
+        help="with --all-rows: label column name or index (default: the artifact's)",
+    )
+    add_option(
+        parser,
+        "--normal-label",
+        default=None,
+        type=float,
+        env="BEATWATCH_EVALUATE_NORMAL_LABEL",
+        help="with --all-rows: label of normal rows (default: the artifact's)",
+    )
     records = parser.add_argument_group("annotated continuous records (EC57)")
-    add_option(records, "--wfdb", default=None,
-               help="directory of WFDB records with reference annotations (.atr)")  # fmt: skip
-    records.add_argument("--records", nargs="+", default=None, metavar="NAME",
-                         help="records in --wfdb to evaluate (default: all)")  # fmt: skip
+    add_option(
+        records,
+        "--wfdb",
+        default=None,
+        help="directory of WFDB records with reference annotations (.atr)",
+    )
+    records.add_argument(
+        "--records",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="records in --wfdb to evaluate (default: all)",
+    )
     add_flag(records, "--qrs-only", help="evaluate the QRS detection only (no model needed)")
-    add_option(records, "--live-alerts", default=None,
-               help="also score these alerts (JSON lines of `beatwatch alerts --json`) of a "
-                    "detector fed by `beatwatch produce --record`, beat for beat beside "
-                    "evaluate's")  # fmt: skip
-    add_option(records, "--qrs-lead", default=None,
-               help="lead the QRS detector reads, by name (default MLII, else II or ML2, "
-                    "else the first)")  # fmt: skip
-    add_flag(records, "--beats-from-annotations",
-             help="cut beats at the reference R peaks instead of the detected ones")  # fmt: skip
+    add_option(
+        records,
+        "--live-alerts",
+        default=None,
+        help="also score these alerts (JSON lines of `beatwatch alerts --json`) of a "
+        "detector fed by `beatwatch produce --record`, beat for beat beside "
+        "evaluate's",
+    )
+    add_option(
+        records,
+        "--qrs-lead",
+        default=None,
+        help="lead the QRS detector reads, by name (default MLII, else II or ML2, else the first)",
+    )
+    add_flag(
+        records,
+        "--beats-from-annotations",
+        help="cut beats at the reference R peaks instead of the detected ones",
+    )
 
 
 def evaluate_artifact(model_dir: str | Path, dataset: Dataset) -> dict[str, Any]:
@@ -139,9 +178,12 @@ def main(args: argparse.Namespace) -> int:
 
         return main_records(args)
     if (
-        args.records or args.qrs_only or args.beats_from_annotations or args.live_alerts
+        args.records
+        or args.qrs_only
+        or args.beats_from_annotations
+        or args.live_alerts
         or args.qrs_lead
-    ):  # fmt: skip
+    ):
         raise ConfigError(
             "--records, --qrs-only, --qrs-lead, --live-alerts and --beats-from-annotations "
             "need --wfdb DIR"

@@ -237,9 +237,10 @@ def evaluate_records(
             "live": summarize(live_runs)["gross"],
             "evaluate": summarize(same)["gross"],
             "per_record": comparison,
-            "equal": all(c["beats_alerted_differently"] == 0 and c["kinds_differ"] == 0
-                         for c in comparison),
-        }  # fmt: skip
+            "equal": all(
+                c["beats_alerted_differently"] == 0 and c["kinds_differ"] == 0 for c in comparison
+            ),
+        }
     report["cost"] = {
         "signal_hours": hours,
         "qrs_cpu_s_per_hour": sum(r.qrs_cpu_s for r in runs) / hours,

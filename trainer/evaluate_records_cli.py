@@ -134,10 +134,15 @@ def main_records(args: argparse.Namespace) -> int:
             raise ConfigError("--live-alerts compares a model's alerts; not with --qrs-only")
         live = read_live_alerts(args.live_alerts)
     report = evaluate_records(
-        args.wfdb, names, seg, scoring,
-        from_annotations=args.beats_from_annotations, progress=progress, live_alerts=live,
+        args.wfdb,
+        names,
+        seg,
+        scoring,
+        from_annotations=args.beats_from_annotations,
+        progress=progress,
+        live_alerts=live,
         qrs_lead=args.qrs_lead,
-    )  # fmt: skip
+    )
     report["model"] = model
     print(f"{model} on {len(names)} records of {args.wfdb} (beats from {report['beats_from']})")
     print(qrs_table(report) if args.qrs_only else format_table(report))

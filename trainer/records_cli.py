@@ -59,15 +59,23 @@ def canonical_command(
     parts = ["beatwatch", "train", "--preset", config.preset, "--wfdb", str(args.wfdb)]
     parts += ["--records", *names]
     parts += [
-        "--encoder", ",".join(map(str, config.encoder)),
-        "--decoder", ",".join(map(str, config.decoder)),
-        "--epochs", str(config.epochs),
-        "--batch-size", str(config.batch_size),
-        "--learning-rate", format_number(config.learning_rate),
-        "--patience", str(config.patience),
-        "--seed", str(config.seed),
-        "--out", str(out),
-    ]  # fmt: skip
+        "--encoder",
+        ",".join(map(str, config.encoder)),
+        "--decoder",
+        ",".join(map(str, config.decoder)),
+        "--epochs",
+        str(config.epochs),
+        "--batch-size",
+        str(config.batch_size),
+        "--learning-rate",
+        format_number(config.learning_rate),
+        "--patience",
+        str(config.patience),
+        "--seed",
+        str(config.seed),
+        "--out",
+        str(out),
+    ]
     return shlex.join(parts)
 
 

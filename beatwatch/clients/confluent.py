@@ -225,9 +225,13 @@ class ConfluentPublisher:
         reports = _Reports(len(messages))
         for message in messages:
             self._produce(
-                topic, message.key, message.value, message.headers, reports.report,
+                topic,
+                message.key,
+                message.value,
+                message.headers,
+                reports.report,
                 message.partition,
-            )  # fmt: skip
+            )
         return reports
 
     def send_one(

@@ -217,29 +217,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ``produce``); the topic and the Kafka options share theirs with the detector.
     """
     add_kafka_options(parser)
-    add_option(parser, "--alerts-topic", default=ALERTS_TOPIC,
-               help="topic to read alerts from; a missing one is waited for (never created), "
-                    "for at most --idle-timeout-s if given")  # fmt: skip
-    add_flag(parser, "--incidents", env="BEATWATCH_ALERTS_INCIDENTS",
-             help="tail incident events (open, update, close) instead of per-beat alerts; "
-                  "repeats of an (incident_id, event_seq) are dropped")  # fmt: skip
-    add_option(parser, "--incidents-topic", default=INCIDENTS_TOPIC,
-               help="topic to read incident events from, with --incidents")  # fmt: skip
-    add_option(parser, "--group-id", default=None, help="join this consumer group (optional)",
-               env="BEATWATCH_ALERTS_GROUP_ID")  # fmt: skip
-    add_flag(parser, "--from-beginning", env="BEATWATCH_ALERTS_FROM_BEGINNING",
-             help="start at the oldest alert, not the next one")  # fmt: skip
-    add_flag(parser, "--json", env="BEATWATCH_ALERTS_JSON",
-             help="print JSON lines instead of readable lines")  # fmt: skip
-    add_flag(parser, "--keep-duplicates", env="BEATWATCH_ALERTS_KEEP_DUPLICATES",
-             help="print repeats of an alert_id too")  # fmt: skip
-    add_option(parser, "--limit", default=0, type=non_negative_int, env="BEATWATCH_ALERTS_LIMIT",
-               help="stop after this many alerts (0 = no limit)")  # fmt: skip
-    add_option(parser, "--idle-timeout-s", default=0.0, type=non_negative_float,
-               env="BEATWATCH_ALERTS_IDLE_TIMEOUT_S",
-               help="stop after this long without alerts (0 = never); counted from the start, "
-                    "so it also bounds the waits for the broker and for a missing topic, "
-                    "which are then an error")  # fmt: skip
+    add_option(
+        parser,
+        "--alerts-topic",
+        default=ALERTS_TOPIC,
+        help="topic to read alerts from; a missing one is waited for (never created), "
+        "for at most --idle-timeout-s if given",
+    )
+    add_flag(
+        parser,
+        "--incidents",
+        env="BEATWATCH_ALERTS_INCIDENTS",
+        help="tail incident events (open, update, close) instead of per-beat alerts; "
+        "repeats of an (incident_id, event_seq) are dropped",
+    )
+    add_option(
+        parser,
+        "--incidents-topic",
+        default=INCIDENTS_TOPIC,
+        help="topic to read incident events from, with --incidents",
+    )
+    add_option(
+        parser,
+        "--group-id",
+        default=None,
+        help="join this consumer group (optional)",
+        env="BEATWATCH_ALERTS_GROUP_ID",
+    )
+    add_flag(
+        parser,
+        "--from-beginning",
+        env="BEATWATCH_ALERTS_FROM_BEGINNING",
+        help="start at the oldest alert, not the next one",
+    )
+    add_flag(
+        parser,
+        "--json",
+        env="BEATWATCH_ALERTS_JSON",
+        help="print JSON lines instead of readable lines",
+    )
+    add_flag(
+        parser,
+        "--keep-duplicates",
+        env="BEATWATCH_ALERTS_KEEP_DUPLICATES",
+        help="print repeats of an alert_id too",
+    )
+    add_option(
+        parser,
+        "--limit",
+        default=0,
+        type=non_negative_int,
+        env="BEATWATCH_ALERTS_LIMIT",
+        help="stop after this many alerts (0 = no limit)",
+    )
+    add_option(
+        parser,
+        "--idle-timeout-s",
+        default=0.0,
+        type=non_negative_float,
+        env="BEATWATCH_ALERTS_IDLE_TIMEOUT_S",
+        help="stop after this long without alerts (0 = never); counted from the start, "
+        "so it also bounds the waits for the broker and for a missing topic, "
+        "which are then an error",
+    )
 
 
 def main(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:

@@ -146,10 +146,27 @@ class Bench:
         self, topic: str, fmt: str, limit: int, rate_hz: float, *extra: str
     ) -> list[str]:
         """The command line of a producer process replaying ECG5000 in a loop."""
-        return [sys.executable, "-m", "producer", "--bootstrap-servers", self.bootstrap,
-                "--beats-topic", topic, "--format", fmt, "--limit", str(limit), "--loop",
-                "--rate", str(rate_hz), "--streams", "64", "--progress-interval-s", "0",
-                *extra]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "producer",
+            "--bootstrap-servers",
+            self.bootstrap,
+            "--beats-topic",
+            topic,
+            "--format",
+            fmt,
+            "--limit",
+            str(limit),
+            "--loop",
+            "--rate",
+            str(rate_hz),
+            "--streams",
+            "64",
+            "--progress-interval-s",
+            "0",
+            *extra,
+        ]
 
     def produce(
         self,
@@ -251,9 +268,10 @@ class Bench:
         consumer is no ceiling. The detector, busy at 1.0 core, keeps its median.
         """
         clients = [
-            client for client in self.clients
+            client
+            for client in self.clients
             if client == KAFKA_PYTHON_CLIENT or case in CONFLUENT_CASES
-        ]  # fmt: skip
+        ]
         runs: dict[str, dict[str, list[float]]] = {
             client: {"ceiling": [], "ceiling_publishing": [], "detector": []} for client in clients
         }
@@ -473,9 +491,13 @@ class Bench:
                 time.sleep(1.0)  # the reader is positioned at the end before beats flow
                 count = int(load * self.sizes.load_seconds)
                 achieved = self.produce(
-                    beats, "json", count, load, f"load-{load}-{client}",
+                    beats,
+                    "json",
+                    count,
+                    load,
+                    f"load-{load}-{client}",
                     while_running=functools.partial(self._share_while_flowing, url, pids, usage),
-                )  # fmt: skip
+                )
                 time.sleep(1.0)  # the last alerts arrive
                 stop.set()
                 reader.join(timeout=10)
@@ -637,11 +659,17 @@ def typical_alert() -> bytes:
     error = np.abs(np.sin(np.linspace(0.0, 9.0, 140)))
     beat = Beat("p-0007", 100_030, 1_763_822_400_153, np.zeros(140, dtype=np.float32), 0)
     alert = build_alert(
-        beat, score=0.054168340244463514, threshold=0.02014910051865237,
-        model_version="ecg5000-50efce68014d", explanation=explain(error, ECG5000_REGIONS),
-        topic="ecg-beats", partition=2, offset=80_030, detected_ts_ms=1_763_822_400_200,
+        beat,
+        score=0.054168340244463514,
+        threshold=0.02014910051865237,
+        model_version="ecg5000-50efce68014d",
+        explanation=explain(error, ECG5000_REGIONS),
+        topic="ecg-beats",
+        partition=2,
+        offset=80_030,
+        detected_ts_ms=1_763_822_400_200,
         p_value=0.002136752136752137,
-    )  # fmt: skip
+    )
     return encode_alert(alert)
 
 
@@ -726,36 +754,64 @@ def render(results: dict[str, Any]) -> str:
 
     cf = CONFLUENT_PREFIX
 
-    rows = [
-        (f"(a) ceiling: consume + decode, {CASE_TITLES[case]}",
-         results.get(f"a_ceiling_{case}_beats_per_s"), spread(case, "ceiling"))
-        for case in CASES
-    ] + [
-        (f"(a') + publish alerts, commit, {CASE_TITLES[case]}",
-         results.get(f"a2_ceiling_publishing_{case}_beats_per_s"),
-         spread(case, "ceiling_publishing"))
-        for case in CASES
-    ] + [
-        (f"(b) detector drain, {CASE_TITLES[case]}",
-         results.get(f"b_detector_{case}_beats_per_s"), spread(case, "detector"))
-        for case in CASES
-    ] + [
-        (f"confluent {label}, {CASE_TITLES[case]}",
-         results.get(f"{cf}{key}_{case}_beats_per_s"), spread(case, which, cf))
-        for case in CONFLUENT_CASES
-        for label, key, which in (("(a) ceiling", "a_ceiling", "ceiling"),
-                                  ("(a') + publish, commit", "a2_ceiling_publishing",
-                                   "ceiling_publishing"),
-                                  ("(b) detector drain", "b_detector", "detector"))
-    ] + [(name, value, "") for name, value in [
-        ("(c) course: model.predict per beat",
-         results.get("c_course_predict_per_beat_beats_per_s")),
-        ("(d) scoring only, batched compiled call", results.get("d_scoring_only_beats_per_s")),
-        ("(f) producer max rate, JSON", results.get("f_producer_max_json_beats_per_s")),
-        ("(f) producer max rate, binary", results.get("f_producer_max_binary_beats_per_s")),
-        ("(h) two detector processes, binary, ECG5000",
-         results.get("h_two_detectors_binary_beats_per_s")),
-    ]]  # fmt: skip
+    rows = (
+        [
+            (
+                f"(a) ceiling: consume + decode, {CASE_TITLES[case]}",
+                results.get(f"a_ceiling_{case}_beats_per_s"),
+                spread(case, "ceiling"),
+            )
+            for case in CASES
+        ]
+        + [
+            (
+                f"(a') + publish alerts, commit, {CASE_TITLES[case]}",
+                results.get(f"a2_ceiling_publishing_{case}_beats_per_s"),
+                spread(case, "ceiling_publishing"),
+            )
+            for case in CASES
+        ]
+        + [
+            (
+                f"(b) detector drain, {CASE_TITLES[case]}",
+                results.get(f"b_detector_{case}_beats_per_s"),
+                spread(case, "detector"),
+            )
+            for case in CASES
+        ]
+        + [
+            (
+                f"confluent {label}, {CASE_TITLES[case]}",
+                results.get(f"{cf}{key}_{case}_beats_per_s"),
+                spread(case, which, cf),
+            )
+            for case in CONFLUENT_CASES
+            for label, key, which in (
+                ("(a) ceiling", "a_ceiling", "ceiling"),
+                ("(a') + publish, commit", "a2_ceiling_publishing", "ceiling_publishing"),
+                ("(b) detector drain", "b_detector", "detector"),
+            )
+        ]
+        + [
+            (name, value, "")
+            for name, value in [
+                (
+                    "(c) course: model.predict per beat",
+                    results.get("c_course_predict_per_beat_beats_per_s"),
+                ),
+                (
+                    "(d) scoring only, batched compiled call",
+                    results.get("d_scoring_only_beats_per_s"),
+                ),
+                ("(f) producer max rate, JSON", results.get("f_producer_max_json_beats_per_s")),
+                ("(f) producer max rate, binary", results.get("f_producer_max_binary_beats_per_s")),
+                (
+                    "(h) two detector processes, binary, ECG5000",
+                    results.get("h_two_detectors_binary_beats_per_s"),
+                ),
+            ]
+        ]
+    )
     lines = [f"{'measure':<56}{'value':>12}  unit", "-" * 76]
     lines += [
         f"{name:<56}{value:>12,.0f}  beats/s{runs}"
@@ -870,9 +926,12 @@ def main(args: argparse.Namespace) -> int:
             topic = bench.prefill(case)
             if parts & set("ab"):
                 steps.append(
-                    ("ab", f"(a)+(b) ceiling and detector, {case}",
-                     lambda t=topic, c=case: bench.ceiling_and_detector(t, c))
-                )  # fmt: skip
+                    (
+                        "ab",
+                        f"(a)+(b) ceiling and detector, {case}",
+                        lambda t=topic, c=case: bench.ceiling_and_detector(t, c),
+                    )
+                )
         if parts & set("cd"):
             steps.append(("c", "(c)+(d) model speed", bench.model_speed))
         if parts & set("ef"):

@@ -157,9 +157,15 @@ class EmbeddedBroker:
         check_port_free(self.host, self.port)
         url = f"tcp://{self.host}:{self.port}"
         command = [
-            tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", self.storage,
-        ]  # fmt: skip
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            self.storage,
+        ]
         self._close_output()
         # "a+b": appended to like a log, and readable for exit_reason(); open for the
         # broker's lifetime, closed by stop().
@@ -238,12 +244,28 @@ class EmbeddedBroker:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``beatwatch broker``."""
-    add_option(parser, "--port", default=DEFAULT_PORT, type=int_between(1, 65535),
-               help="TCP port on 127.0.0.1", env="BEATWATCH_BROKER_PORT")  # fmt: skip
-    add_option(parser, "--storage", default=DEFAULT_STORAGE, help="tansu storage URL",
-               env="BEATWATCH_BROKER_STORAGE")  # fmt: skip
-    add_option(parser, "--start-timeout-s", default=DEFAULT_START_TIMEOUT_S, type=positive_float,
-               help="how long to wait for the broker to listen")  # fmt: skip
+    add_option(
+        parser,
+        "--port",
+        default=DEFAULT_PORT,
+        type=int_between(1, 65535),
+        help="TCP port on 127.0.0.1",
+        env="BEATWATCH_BROKER_PORT",
+    )
+    add_option(
+        parser,
+        "--storage",
+        default=DEFAULT_STORAGE,
+        help="tansu storage URL",
+        env="BEATWATCH_BROKER_STORAGE",
+    )
+    add_option(
+        parser,
+        "--start-timeout-s",
+        default=DEFAULT_START_TIMEOUT_S,
+        type=positive_float,
+        help="how long to wait for the broker to listen",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -78,15 +78,33 @@ class LiveAlerts:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``beatwatch demo``."""
     add_option(parser, "--model", default=str(SHIPPED_MODEL_DIR), help="model artifact directory")
-    add_option(parser, "--rate", default=200.0, type=positive_float, help="beats per second",
-               env="BEATWATCH_DEMO_RATE")  # fmt: skip
-    add_option(parser, "--streams", default=32, type=positive_int, help="patient streams",
-               env="BEATWATCH_DEMO_STREAMS")  # fmt: skip
+    add_option(
+        parser,
+        "--rate",
+        default=200.0,
+        type=positive_float,
+        help="beats per second",
+        env="BEATWATCH_DEMO_RATE",
+    )
+    add_option(
+        parser,
+        "--streams",
+        default=32,
+        type=positive_int,
+        help="patient streams",
+        env="BEATWATCH_DEMO_STREAMS",
+    )
     add_option(
         parser, "--data", default=None, help="CSV the artifact was trained on (default ECG5000)"
     )
-    add_option(parser, "--format", default="json", choices=["json", "binary"], help="wire format",
-               env="BEATWATCH_DEMO_FORMAT")  # fmt: skip
+    add_option(
+        parser,
+        "--format",
+        default="json",
+        choices=["json", "binary"],
+        help="wire format",
+        env="BEATWATCH_DEMO_FORMAT",
+    )
     add_option(
         parser, "--logs", default=None, help="directory for the children's logs (default: temp)"
     )
@@ -96,11 +114,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="a PLAINTEXT Kafka to use instead of starting the embedded broker",
     )
-    add_option(parser, "--console-port", default=0, type=int_between(0, 65535),
-               env="BEATWATCH_DEMO_CONSOLE_PORT",
-               help="port of the live web console on 127.0.0.1 (0 = any free port)")  # fmt: skip
-    add_flag(parser, "--no-console", env="BEATWATCH_DEMO_NO_CONSOLE",
-             help="do not start the live web console")  # fmt: skip
+    add_option(
+        parser,
+        "--console-port",
+        default=0,
+        type=int_between(0, 65535),
+        env="BEATWATCH_DEMO_CONSOLE_PORT",
+        help="port of the live web console on 127.0.0.1 (0 = any free port)",
+    )
+    add_flag(
+        parser,
+        "--no-console",
+        env="BEATWATCH_DEMO_NO_CONSOLE",
+        help="do not start the live web console",
+    )
 
 
 class View:
@@ -142,8 +169,13 @@ class View:
         if not self.tty:
             print(status, flush=True)
             return
-        lines = ["\x1b[2J\x1b[H beatwatch demo - Ctrl-C stops everything", "", " " + status, "",
-                 " latest alerts:"]  # fmt: skip
+        lines = [
+            "\x1b[2J\x1b[H beatwatch demo - Ctrl-C stops everything",
+            "",
+            " " + status,
+            "",
+            " latest alerts:",
+        ]
         if self.console_url:
             lines[1] = f" console: {self.console_url}"
         lines += [
@@ -302,8 +334,11 @@ def run(args: argparse.Namespace) -> int:
     logs = logs_directory(args.logs)
     python = sys.executable
     external = args.bootstrap_servers
-    print(f"beatwatch demo: {len(rows)} held-out test beats over {args.streams} streams at "
-          f"{args.rate:.0f} beats/s; logs in {logs}", flush=True)  # fmt: skip
+    print(
+        f"beatwatch demo: {len(rows)} held-out test beats over {args.streams} streams at "
+        f"{args.rate:.0f} beats/s; logs in {logs}",
+        flush=True,
+    )
     stop = threading.Event()
     alerts = LiveAlerts()
     with contextlib.ExitStack() as stack:
@@ -315,37 +350,80 @@ def run(args: argparse.Namespace) -> int:
         kafka = KafkaSettings(bootstrap_servers=bootstrap)
         ensure_topics(kafka, {BEATS: 4, ALERTS: 4, DLQ: 1})
         metrics_port = free_port()
-        detector = stack.enter_context(child(
-            [python, "-m", "detector", "--bootstrap-servers", bootstrap, "--model", str(model_dir),
-             "--metrics-port", str(metrics_port), "--metrics-host", "127.0.0.1",
-             "--session-timeout-ms", "6000", "--group-id", f"demo-{os.getpid()}"],
-            logs / "detector.log",
-        ))  # fmt: skip
+        detector = stack.enter_context(
+            child(
+                [
+                    python,
+                    "-m",
+                    "detector",
+                    "--bootstrap-servers",
+                    bootstrap,
+                    "--model",
+                    str(model_dir),
+                    "--metrics-port",
+                    str(metrics_port),
+                    "--metrics-host",
+                    "127.0.0.1",
+                    "--session-timeout-ms",
+                    "6000",
+                    "--group-id",
+                    f"demo-{os.getpid()}",
+                ],
+                logs / "detector.log",
+            )
+        )
         metrics_url = f"http://127.0.0.1:{metrics_port}"
         print(f"starting detector (metrics: {metrics_url}/metrics) ...", flush=True)
         wait_ready(f"{metrics_url}/ready", detector, logs / "detector.log", timeout_s=90)
         console_url, console = None, None
         if not args.no_console:
             console_port = args.console_port or free_port()
-            console = stack.enter_context(child(
-                [python, "-m", "beatwatch.cli", "console", "--bootstrap-servers", bootstrap,
-                 "--model", str(model_dir), "--port", str(console_port),
-                 "--metrics-url", f"{metrics_url}/metrics",
-                 "--group-id", f"demo-console-{os.getpid()}"],
-                logs / "console.log",
-            ))  # fmt: skip
+            console = stack.enter_context(
+                child(
+                    [
+                        python,
+                        "-m",
+                        "beatwatch.cli",
+                        "console",
+                        "--bootstrap-servers",
+                        bootstrap,
+                        "--model",
+                        str(model_dir),
+                        "--port",
+                        str(console_port),
+                        "--metrics-url",
+                        f"{metrics_url}/metrics",
+                        "--group-id",
+                        f"demo-console-{os.getpid()}",
+                    ],
+                    logs / "console.log",
+                )
+            )
             console_url = f"http://127.0.0.1:{console_port}/"
             wait_ready(f"{console_url}healthz", console, logs / "console.log", 30, name="console")
             print(f"console: {console_url} (open it in a browser)", flush=True)
         collector = threading.Thread(target=alerts.collect, args=(kafka, stop), daemon=True)
         collector.start()
         producer_command = [
-            python, "-m", "producer", "--bootstrap-servers", bootstrap, "--rows-from",
-            f"{model_dir}:test", "--streams", str(args.streams), "--rate", str(args.rate),
-            "--format", args.format, "--progress-interval-s", "0",
+            python,
+            "-m",
+            "producer",
+            "--bootstrap-servers",
+            bootstrap,
+            "--rows-from",
+            f"{model_dir}:test",
+            "--streams",
+            str(args.streams),
+            "--rate",
+            str(args.rate),
+            "--format",
+            args.format,
+            "--progress-interval-s",
+            "0",
             # Numbered from 0: the summary matches alerts to rows by (stream, seq).
-            "--first-seq", "0",
-        ]  # fmt: skip
+            "--first-seq",
+            "0",
+        ]
         if args.data:
             producer_command += ["--data", args.data]
         producer = stack.enter_context(child(producer_command, logs / "producer.log"))
@@ -419,22 +497,25 @@ def summarize(
     dead_letters = promtext.value(samples, "beatwatch_dead_letters_total")
     nan = float("nan")
     print(
-        "\n".join([
-            "beatwatch demo summary",
-            f"  beats replayed/scored   {len(labels)} / {scored} in {elapsed_s:.1f} s",
-            f"  alerts                  {alerts.count} "
-            f"(+{alerts.duplicates} duplicate deliveries dropped)",
-            f"  dead letters            {int(dead_letters)}",
-            f"  true/false positives    {true_pos} / {false_pos} of {abnormal} abnormal beats",
-            f"  live:    precision {precision:.4f}  recall {recall:.4f}  accuracy {accuracy:.4f}",
-            f"  trainer: precision {recorded.get('precision', nan):.4f}  "
-            f"recall {recorded.get('recall', nan):.4f}  "
-            f"accuracy {recorded.get('accuracy', nan):.4f}  (artifact.json, same rows)",
-            f"  beat -> scored latency  p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms",
-            f"  offline scoring of the same rows: {len(expected)} alerts; live alerts "
-            + ("match exactly" if match else f"DIFFER ({len(alerts.keys ^ expected)} beats)"),
-            f"  metrics were at {metrics_url}/metrics (the demo has stopped everything)",
-        ]),
+        "\n".join(
+            [
+                "beatwatch demo summary",
+                f"  beats replayed/scored   {len(labels)} / {scored} in {elapsed_s:.1f} s",
+                f"  alerts                  {alerts.count} "
+                f"(+{alerts.duplicates} duplicate deliveries dropped)",
+                f"  dead letters            {int(dead_letters)}",
+                f"  true/false positives    {true_pos} / {false_pos} of {abnormal} abnormal beats",
+                f"  live:    precision {precision:.4f}  recall {recall:.4f}  "
+                f"accuracy {accuracy:.4f}",
+                f"  trainer: precision {recorded.get('precision', nan):.4f}  "
+                f"recall {recorded.get('recall', nan):.4f}  "
+                f"accuracy {recorded.get('accuracy', nan):.4f}  (artifact.json, same rows)",
+                f"  beat -> scored latency  p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms",
+                f"  offline scoring of the same rows: {len(expected)} alerts; live alerts "
+                + ("match exactly" if match else f"DIFFER ({len(alerts.keys ^ expected)} beats)"),
+                f"  metrics were at {metrics_url}/metrics (the demo has stopped everything)",
+            ]
+        ),
         flush=True,
-    )  # fmt: skip
+    )
     return 0 if match and scored == len(labels) else 1

@@ -113,10 +113,13 @@ def replay(
     events: list[IncidentEvent] = []
     for i in range(len(beats.classes)):
         verdict = BeatVerdict(
-            seq=i, ts_ms=int(beats.ts_ms[i]), score=float(scores[i]),
-            ratio=float(scores[i]), abnormal=bool(alerts[i]),
+            seq=i,
+            ts_ms=int(beats.ts_ms[i]),
+            score=float(scores[i]),
+            ratio=float(scores[i]),
+            abnormal=bool(alerts[i]),
             rr_prev_ms=float(beats.rr_prev_ms[i]) if i else None,
-        )  # fmt: skip
+        )
         events.extend(step(state, verdict, stream=beats.record, model_version="m", rules=rules))
     last = close_silent(state, beats.record)
     if last is not None:
@@ -213,13 +216,23 @@ def evaluate(
 def _grid(base: IncidentRules) -> list[IncidentRules]:
     out = []
     for (n, k), run, rate, quiet_s, update_s in itertools.product(
-        [(8, 4), (8, 5), (8, 6), (6, 4), (10, 6)], [3, 4], [0.0, 90.0],
-        [15.0, 30.0, 60.0], [60.0, 120.0],
-    ):  # fmt: skip
+        [(8, 4), (8, 5), (8, 6), (6, 4), (10, 6)],
+        [3, 4],
+        [0.0, 90.0],
+        [15.0, 30.0, 60.0],
+        [60.0, 120.0],
+    ):
         out.append(
-            replace(base, window_beats=n, min_abnormal=k, run_beats=run, run_rate_bpm=rate,
-                    quiet_s=quiet_s, update_interval_s=update_s)
-        )  # fmt: skip
+            replace(
+                base,
+                window_beats=n,
+                min_abnormal=k,
+                run_beats=run,
+                run_rate_bpm=rate,
+                quiet_s=quiet_s,
+                update_interval_s=update_s,
+            )
+        )
     return out
 
 
@@ -255,16 +268,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             per_record = []
             for beats in records:
                 alerts = simulate_alerts(
-                    beats.classes, rng, se_v=args.se_v, se_other=args.se_other, fpr=args.fpr,
-                    burst_share=args.burst_share, burst_beats=args.burst_beats,
-                )  # fmt: skip
+                    beats.classes,
+                    rng,
+                    se_v=args.se_v,
+                    se_other=args.se_other,
+                    fpr=args.fpr,
+                    burst_share=args.burst_share,
+                    burst_beats=args.burst_beats,
+                )
                 per_record.append((alerts, np.where(alerts, 2.0, 0.5)))
             verdicts.append(per_record)
     base = IncidentRules.from_dict({**IncidentRules().to_dict(), **args.rules})
     for rules in _grid(base) if args.grid else [base]:
         figures = evaluate(records, rules, verdicts)
-        print(json.dumps({"rules": rules.to_dict(),
-                          **{k: round(v, 4) for k, v in figures.items()}}))  # fmt: skip
+        print(
+            json.dumps({"rules": rules.to_dict(), **{k: round(v, 4) for k, v in figures.items()}})
+        )
     return 0
 
 

@@ -49,8 +49,13 @@ def child(command: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes
     It runs with :func:`child_environment`: its flags are its only settings.
     """
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   env=child_environment(), start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=child_environment(),
+            start_new_session=True,
+        )
         try:
             yield process
         finally:

@@ -86,14 +86,33 @@ class Detector:
         self.port = free_port()
         self.log_path = work / f"{name}.log"
         self.command = [
-            sys.executable, "-m", "detector", "--bootstrap-servers", bootstrap,
-            "--model", str(model), "--beats-topic", f"{prefix}-beats",
-            "--alerts-topic", f"{prefix}-alerts", "--dlq-topic", f"{prefix}-dlq",
-            "--incidents-topic", f"{prefix}-incidents", "--state-topic", f"{prefix}-state",
-            "--group-id", f"{prefix}-g", "--metrics-port", str(self.port),
-            "--metrics-host", "127.0.0.1", "--session-timeout-ms", str(session_ms),
+            sys.executable,
+            "-m",
+            "detector",
+            "--bootstrap-servers",
+            bootstrap,
+            "--model",
+            str(model),
+            "--beats-topic",
+            f"{prefix}-beats",
+            "--alerts-topic",
+            f"{prefix}-alerts",
+            "--dlq-topic",
+            f"{prefix}-dlq",
+            "--incidents-topic",
+            f"{prefix}-incidents",
+            "--state-topic",
+            f"{prefix}-state",
+            "--group-id",
+            f"{prefix}-g",
+            "--metrics-port",
+            str(self.port),
+            "--metrics-host",
+            "127.0.0.1",
+            "--session-timeout-ms",
+            str(session_ms),
             "--no-create-topics",
-        ]  # fmt: skip
+        ]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Detector:
@@ -200,10 +219,16 @@ def flowing_beats(
     rows = np.arange(n) % data.x.shape[0]
     source = ReplaySource(np.asarray(data.x, dtype=np.float32)[rows], None, rows)
     settings = ProducerSettings(
-        kafka=KafkaSettings(bootstrap_servers=bootstrap), topic=topic, rate_hz=rate_hz,
-        streams=streams, wire_format="binary", include_labels=False, progress_interval_s=0,
-        create_topics=False, first_seq=0,
-    )  # fmt: skip
+        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        topic=topic,
+        rate_hz=rate_hz,
+        streams=streams,
+        wire_format="binary",
+        include_labels=False,
+        progress_interval_s=0,
+        create_topics=False,
+        first_seq=0,
+    )
     stop = threading.Event()
     thread = threading.Thread(target=produce, args=(settings, source, stop), daemon=True)
     thread.start()
@@ -220,8 +245,9 @@ def scenario(name: str, args: argparse.Namespace, work: Path, model: Path) -> di
     with EmbeddedBroker(log_path=work / f"{name}-tansu.log") as broker:
         bootstrap = broker.bootstrap_servers
         kafka = KafkaSettings(bootstrap_servers=bootstrap)
-        ensure_topics(kafka, {f"{prefix}-{t}": PARTITIONS
-                              for t in ("beats", "alerts", "incidents", "state")})  # fmt: skip
+        ensure_topics(
+            kafka, {f"{prefix}-{t}": PARTITIONS for t in ("beats", "alerts", "incidents", "state")}
+        )
         ensure_topics(kafka, {f"{prefix}-dlq": 1})
         count = 2 if name == "standby" else 1
         detectors = [
@@ -279,16 +305,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=1000.0, help="beats/s over all streams")
     parser.add_argument("--seconds", type=float, default=240.0, help="longest replay")
-    parser.add_argument("--warm-s", type=float, default=10.0,
-                        help="seconds of flow after all streams have state")  # fmt: skip
+    parser.add_argument(
+        "--warm-s", type=float, default=10.0, help="seconds of flow after all streams have state"
+    )
     parser.add_argument("--all-alert", action="store_true", help="every beat alerts")
-    parser.add_argument("--session-timeout-ms", type=int, default=SESSION_TIMEOUT_MS,
-                        help="the detectors' group session timeout")  # fmt: skip
-    parser.add_argument("--scenarios", nargs="+", default=["standby", "restart"],
-                        choices=["standby", "restart"])  # fmt: skip
-    parser.add_argument("--work-dir", type=Path, default=None,
-                        help="keep the detectors' and broker's logs here (default: a temporary "
-                             "directory, removed)")  # fmt: skip
+    parser.add_argument(
+        "--session-timeout-ms",
+        type=int,
+        default=SESSION_TIMEOUT_MS,
+        help="the detectors' group session timeout",
+    )
+    parser.add_argument(
+        "--scenarios", nargs="+", default=["standby", "restart"], choices=["standby", "restart"]
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="keep the detectors' and broker's logs here (default: a temporary directory, removed)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="state-bench-") as tmp:
         work = args.work_dir or Path(tmp)

@@ -127,20 +127,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(parser, "--alerts-topic", default=ALERTS_TOPIC, help="alerts topic")
     add_option(parser, "--dlq-topic", default=DLQ_TOPIC, help="dead-letter topic")
     add_option(parser, "--incidents-topic", default=INCIDENTS_TOPIC, help="incidents topic")
-    add_option(parser, "--state-topic", default=STATE_TOPIC,
-               help="the detector's compacted state changelog")  # fmt: skip
-    add_option(parser, "--partitions", default=4, type=int_between(1, INT32_MAX),
-               help="partitions of every topic (the detector's scale limit)")  # fmt: skip
-    add_option(parser, "--replication-factor", default=1, type=int_between(1, 32767),
-               help="copies of each partition (3 on production Kafka)")  # fmt: skip
-    add_option(parser, "--min-insync-replicas", default=0, type=int_between(0, 32767),
-               help="copies that must have a write before it is acknowledged "
-                    "(2 with replication factor 3; 0 = the broker's default)")  # fmt: skip
-    add_option(parser, "--retention-ms", default=0, type=int_between(0, 2**63 - 1),
-               help="how long the non-compacted topics keep records "
-                    "(0 = the broker's default)")  # fmt: skip
-    add_option(parser, "--timeout-s", default=60.0, type=non_negative_float,
-               help="how long to wait for the broker")  # fmt: skip
+    add_option(
+        parser,
+        "--state-topic",
+        default=STATE_TOPIC,
+        help="the detector's compacted state changelog",
+    )
+    add_option(
+        parser,
+        "--partitions",
+        default=4,
+        type=int_between(1, INT32_MAX),
+        help="partitions of every topic (the detector's scale limit)",
+    )
+    add_option(
+        parser,
+        "--replication-factor",
+        default=1,
+        type=int_between(1, 32767),
+        help="copies of each partition (3 on production Kafka)",
+    )
+    add_option(
+        parser,
+        "--min-insync-replicas",
+        default=0,
+        type=int_between(0, 32767),
+        help="copies that must have a write before it is acknowledged "
+        "(2 with replication factor 3; 0 = the broker's default)",
+    )
+    add_option(
+        parser,
+        "--retention-ms",
+        default=0,
+        type=int_between(0, 2**63 - 1),
+        help="how long the non-compacted topics keep records (0 = the broker's default)",
+    )
+    add_option(
+        parser,
+        "--timeout-s",
+        default=60.0,
+        type=non_negative_float,
+        help="how long to wait for the broker",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -154,9 +182,12 @@ def main(args: argparse.Namespace) -> int:
     stop_on_signals(stop)
     specs = topic_specs(args)
     counts = ensure(
-        kafka_settings_from_args(args), specs,
-        replication_factor=args.replication_factor, timeout_s=args.timeout_s, stop=stop,
-    )  # fmt: skip
+        kafka_settings_from_args(args),
+        specs,
+        replication_factor=args.replication_factor,
+        timeout_s=args.timeout_s,
+        stop=stop,
+    )
     if stop.is_set():
         return 130
     for spec in specs:

@@ -65,8 +65,9 @@ def s3_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     with (tmp_path / "moto.log").open("ab") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         assert wait_for_port("127.0.0.1", port, 30), "moto server did not start"
         endpoint = f"http://127.0.0.1:{port}"
@@ -79,9 +80,12 @@ def s3_env(tmp_path: Path) -> Iterator[dict[str, str]]:
             "AWS_ALLOW_HTTP": "true",
         }
         boto3.client(
-            "s3", endpoint_url=endpoint, aws_access_key_id="test",
-            aws_secret_access_key="test", region_name="us-east-1",
-        ).create_bucket(Bucket=BUCKET)  # fmt: skip
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            region_name="us-east-1",
+        ).create_bucket(Bucket=BUCKET)
         yield env
     finally:
         server.terminate()
@@ -125,10 +129,12 @@ def test_r6_broker_kill_9_and_restart_mid_stream_loses_nothing(
             records = wait_for_alerts(kafka, topics.alerts, produced, timeout_s=25)
             recovered_s = time.monotonic() - restarted
             wait_for(
-                lambda: all(c == e for c, e in
-                            committed_vs_end(kafka, group, topics.beats, n).values()),
-                60, "all committed",
-            )  # fmt: skip
+                lambda: all(
+                    c == e for c, e in committed_vs_end(kafka, group, topics.beats, n).values()
+                ),
+                60,
+                "all committed",
+            )
             scored = int(detector.value("beatwatch_beats_scored_total"))
             broker_errors = int(detector.value("beatwatch_broker_errors_total"))
             commit_failures = int(detector.value("beatwatch_commit_failures_total"))
@@ -144,13 +150,23 @@ def test_r6_broker_kill_9_and_restart_mid_stream_loses_nothing(
     lost_beats_by_broker = len(set(produced) - in_log)
     logged_without_alert = len(in_log - set(account.alerts))
     lost_alerts_by_broker = alerts_acked - sum(account.alerts.values())
-    print("\n" + account.line("R6", scored=scored, scored_at_kill=scored_at_kill,
-                              broker_down_s=down_s, producer_acknowledged=stats.acknowledged,
-                              producer_errors=stats.errors, detector_broker_errors=broker_errors,
-                              commit_failures=commit_failures, alerts_acknowledged=alerts_acked,
-                              all_alerts_after_restart_s=round(recovered_s, 1),
-                              acknowledged_beats_lost_by_broker=lost_beats_by_broker,
-                              acknowledged_alerts_lost_by_broker=lost_alerts_by_broker))  # fmt: skip
+    print(
+        "\n"
+        + account.line(
+            "R6",
+            scored=scored,
+            scored_at_kill=scored_at_kill,
+            broker_down_s=down_s,
+            producer_acknowledged=stats.acknowledged,
+            producer_errors=stats.errors,
+            detector_broker_errors=broker_errors,
+            commit_failures=commit_failures,
+            alerts_acknowledged=alerts_acked,
+            all_alerts_after_restart_s=round(recovered_s, 1),
+            acknowledged_beats_lost_by_broker=lost_beats_by_broker,
+            acknowledged_alerts_lost_by_broker=lost_alerts_by_broker,
+        )
+    )
     # Producer and detector recovered by themselves: every send acknowledged,
     # every beat the broker still has scored, its alert acknowledged, committed.
     assert stats.acknowledged == n and stats.errors == 0
@@ -192,11 +208,27 @@ def test_r12_with_the_broker_gone_a_stop_request_ends_both_services_within_the_g
         ):
             detector.wait_ready()
             producer = subprocess.Popen(
-                [sys.executable, "-m", "producer", "--bootstrap-servers", bootstrap,
-                 "--beats-topic", topics.beats, "--no-create-topics", "--loop",
-                 "--rate", "300", "--first-seq", "0", "--progress-interval-s", "0"],
-                stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "producer",
+                    "--bootstrap-servers",
+                    bootstrap,
+                    "--beats-topic",
+                    topics.beats,
+                    "--no-create-topics",
+                    "--loop",
+                    "--rate",
+                    "300",
+                    "--first-seq",
+                    "0",
+                    "--progress-interval-s",
+                    "0",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+            )
             try:
                 wait_for(lambda: detector.value("beatwatch_beats_scored_total") >= 300, 60, "300")
                 broker.kill()

@@ -75,8 +75,16 @@ def test_r1_every_beat_is_scored_and_alerts_are_exactly_those_over_threshold(
     offsets = committed_vs_end(kafka, group, topics.beats, n)
     uncommitted = sum(end - committed for committed, end in offsets.values())
     account = Accounting(Counter(over), alerts, dead)
-    print("\n" + account.line("R1", produced=n, scored=scored, over_threshold_offline=len(over),
-                              uncommitted=uncommitted))  # fmt: skip
+    print(
+        "\n"
+        + account.line(
+            "R1",
+            produced=n,
+            scored=scored,
+            over_threshold_offline=len(over),
+            uncommitted=uncommitted,
+        )
+    )
     assert scored == n and dead == 0
     assert set(alerts) == over, "alerts are exactly the beats over threshold offline"
     assert account.duplicates == 0

@@ -55,9 +55,16 @@ def test_r4_scale_out_to_three_and_back_to_one_while_beats_flow(
 
     def detector(name: str) -> ThreadedDetector:
         return ThreadedDetector(
-            name, detector_settings(kafka_bootstrap, topics, group, model_dir=all_alert_model,
-                                    metrics_port=-1, max_batch=200),
-        )  # fmt: skip
+            name,
+            detector_settings(
+                kafka_bootstrap,
+                topics,
+                group,
+                model_dir=all_alert_model,
+                metrics_port=-1,
+                max_batch=200,
+            ),
+        )
 
     feeder = BackgroundProducer(
         producer_settings(kafka_bootstrap, topics.beats, rate_hz=rate_hz, streams=STREAMS),
@@ -87,22 +94,27 @@ def test_r4_scale_out_to_three_and_back_to_one_while_beats_flow(
         produced = replay_keys(n, STREAMS)
         records = wait_for_alerts(kafka, topics.alerts, produced, timeout_s=60)
         wait_for(
-            lambda: sum(
-                d.value("beatwatch_beats_scored_total") for d in trio
-            ) >= n,
+            lambda: sum(d.value("beatwatch_beats_scored_total") for d in trio) >= n,
             30,
             "all scored",
-        )  # fmt: skip
+        )
         scored = [int(d.value("beatwatch_beats_scored_total")) for d in trio]
         first.close()
     assert stats.acknowledged == n and stats.errors == 0
     account = Accounting(produced, alert_keys(records))
     offsets = committed_vs_end(kafka, group, topics.beats, n)
     violations = ownership.violations()
-    print("\n" + account.line("R4", scored=sum(scored), per_detector_scored=scored,
-                              partition_split_of_three=split,
-                              rebalance_events=len(ownership.events),
-                              ownership_overlaps=len(violations)))  # fmt: skip
+    print(
+        "\n"
+        + account.line(
+            "R4",
+            scored=sum(scored),
+            per_detector_scored=scored,
+            partition_split_of_three=split,
+            rebalance_events=len(ownership.events),
+            ownership_overlaps=len(violations),
+        )
+    )
     assert account.lost == 0 and account.unexpected == 0
     assert not violations, violations
     assert all(count > 0 for count in scored), "each detector scored beats"
@@ -148,21 +160,36 @@ def test_r5_scoring_slower_than_the_poll_interval_recovers_by_itself(
     n = 3000
     topics = Topics.named(topic_prefix)
     kafka = create_topics(kafka_bootstrap, topics)
-    produce(producer_settings(kafka_bootstrap, topics.beats, rate_hz=0, streams=STREAMS),
-            source_of(ecg_samples, n), threading.Event())  # fmt: skip
+    produce(
+        producer_settings(kafka_bootstrap, topics.beats, rate_hz=0, streams=STREAMS),
+        source_of(ecg_samples, n),
+        threading.Event(),
+    )
     group = f"{topic_prefix}-g"
-    runner = ThreadedDetector("detector-r5", detector_settings(
-        kafka_bootstrap, topics, group, model_dir=all_alert_model, metrics_port=-1,
-        max_batch=1000, max_poll_interval_ms=interval_ms,
-    ))  # fmt: skip
+    runner = ThreadedDetector(
+        "detector-r5",
+        detector_settings(
+            kafka_bootstrap,
+            topics,
+            group,
+            model_dir=all_alert_model,
+            metrics_port=-1,
+            max_batch=1000,
+            max_poll_interval_ms=interval_ms,
+        ),
+    )
     runner.detector.scorer = SlowScorer(runner.detector.scorer, per_beat_s)  # type: ignore[assignment]
     produced = replay_keys(n, STREAMS)
     runner.start()
     try:
         records = wait_for_alerts(kafka, topics.alerts, produced, timeout_s=120)
-        wait_for(lambda: all(c == e for c, e in
-                             committed_vs_end(kafka, group, topics.beats, n).values()),
-                 60, "all committed")  # fmt: skip
+        wait_for(
+            lambda: all(
+                c == e for c, e in committed_vs_end(kafka, group, topics.beats, n).values()
+            ),
+            60,
+            "all committed",
+        )
         failures = int(runner.value("beatwatch_commit_failures_total"))
         commits = int(runner.value("beatwatch_commits_total"))
         scored = int(runner.value("beatwatch_beats_scored_total"))
@@ -170,8 +197,12 @@ def test_r5_scoring_slower_than_the_poll_interval_recovers_by_itself(
     finally:
         runner.close()
     account = Accounting(produced, alert_keys(records))
-    print("\n" + account.line("R5", scored=scored, commit_failures=failures, commits=commits,
-                              batch_limit_after=fitted))  # fmt: skip
+    print(
+        "\n"
+        + account.line(
+            "R5", scored=scored, commit_failures=failures, commits=commits, batch_limit_after=fitted
+        )
+    )
     assert failures >= 1, "the fault did not happen: no batch overran the poll interval"
     assert account.lost == 0 and account.unexpected == 0
     assert fitted * per_beat_s < interval_ms / 2000, "batches now fit half the poll interval"
@@ -194,9 +225,13 @@ def test_r10_lag_reports_the_beats_that_arrived_while_paused_then_returns_to_zer
     topics = Topics.named(topic_prefix)
     kafka = create_topics(kafka_bootstrap, topics)
     settings = detector_settings(
-        kafka_bootstrap, topics, f"{topic_prefix}-g", model_dir=all_alert_model,
-        metrics_port=-1, max_batch=max_batch,
-    )  # fmt: skip
+        kafka_bootstrap,
+        topics,
+        f"{topic_prefix}-g",
+        model_dir=all_alert_model,
+        metrics_port=-1,
+        max_batch=max_batch,
+    )
     runner = ThreadedDetector("detector-r10", settings)
     detector = runner.detector
     server = MetricsServer(runner.registry, 0, host="127.0.0.1").start()
@@ -214,9 +249,11 @@ def test_r10_lag_reports_the_beats_that_arrived_while_paused_then_returns_to_zer
             detector.run_once()
         lag_before = lag()
         # Paused: M beats arrive and no poll happens.
-        stats = produce(producer_settings(kafka_bootstrap, topics.beats, rate_hz=0,
-                                          streams=STREAMS), source_of(ecg_samples, m),
-                        threading.Event())  # fmt: skip
+        stats = produce(
+            producer_settings(kafka_bootstrap, topics.beats, rate_hz=0, streams=STREAMS),
+            source_of(ecg_samples, m),
+            threading.Event(),
+        )
         assert stats.acknowledged == m
         lag_paused = lag()
         # Resumed: (lag, beats handled since the pause) after every poll.
@@ -235,11 +272,19 @@ def test_r10_lag_reports_the_beats_that_arrived_while_paused_then_returns_to_zer
     account = Accounting(replay_keys(m, STREAMS), alert_keys(records))
     sums = [lag_ + handled for lag_, handled in readings]
     peak = max(readings)
-    print("\n" + account.line("R10", scored=total, lag_before=lag_before,
-                              lag_while_paused_unpolled=lag_paused,
-                              peak_lag=f"{peak[0]:.0f} after {peak[1]} handled",
-                              lag_plus_handled_max=max(sums), polls=len(readings),
-                              lag_at_end=lag_after))  # fmt: skip
+    print(
+        "\n"
+        + account.line(
+            "R10",
+            scored=total,
+            lag_before=lag_before,
+            lag_while_paused_unpolled=lag_paused,
+            peak_lag=f"{peak[0]:.0f} after {peak[1]} handled",
+            lag_plus_handled_max=max(sums),
+            polls=len(readings),
+            lag_at_end=lag_after,
+        )
+    )
     assert lag_before == 0
     assert max(sums) == m and all(total_ <= m for total_ in sums), readings
     assert lag_after == 0 and total == m

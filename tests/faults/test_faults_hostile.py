@@ -52,8 +52,13 @@ def _json(**fields: Any) -> bytes:
     return json.dumps(body).encode()  # json, not orjson: it writes NaN and Infinity
 
 
-def _bin(samples: np.ndarray | bytes, seq: int = 1, ts: int = 1, label: int = NO_LABEL,
-         version: int = BINARY_VERSION) -> bytes:  # fmt: skip
+def _bin(
+    samples: np.ndarray | bytes,
+    seq: int = 1,
+    ts: int = 1,
+    label: int = NO_LABEL,
+    version: int = BINARY_VERSION,
+) -> bytes:
     """A binary beat value: the 20-byte prefix, then float32 samples."""
     body = samples if isinstance(samples, bytes) else np.asarray(samples, "<f4").tobytes()
     return BINARY_PREFIX.pack(seq, ts, label, version, 0) + body
@@ -104,15 +109,16 @@ HAND_MADE: list[tuple[str, Message, str]] = [
     ("valid json, no key", (None, _json(seq=7), []), ""),
     ("valid json", (b"p-h", _json(seq=8, label=1), []), ""),
     ("valid binary", (b"p-h", _bin(ZEROS, seq=9, label=1), BIN), ""),
-]  # fmt: skip
+]
 
 
 def verdict(message: Message) -> str:
     """What the detector's own decoder says, offline: a reason, or "" for a beat to score."""
     key, value, headers = message
     try:
-        decode(key, value, headers, expected_length=LENGTH,
-               max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES)  # fmt: skip
+        decode(
+            key, value, headers, expected_length=LENGTH, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES
+        )
     except InvalidBeat as exc:
         return exc.reason
     except Exception:
@@ -170,19 +176,30 @@ def _samples() -> st.SearchStrategy[list[float]]:
 
 def _ints() -> st.SearchStrategy[Any]:
     return st.one_of(
-        st.integers(0, 10**6), st.integers(-(2**70), 2**70), st.booleans(), st.none(),
-        st.text(max_size=3), st.floats(),
-    )  # fmt: skip
+        st.integers(0, 10**6),
+        st.integers(-(2**70), 2**70),
+        st.booleans(),
+        st.none(),
+        st.text(max_size=3),
+        st.floats(),
+    )
 
 
 @st.composite
 def json_messages(draw: st.DrawFn) -> Message:
-    body = draw(st.fixed_dictionaries(
-        {"stream": st.one_of(st.just("p-f"), st.text(max_size=70), st.integers()),
-         "seq": _ints(), "ts_ms": _ints(),
-         "samples": st.one_of(_samples(), st.lists(st.integers(), max_size=3), st.text(max_size=4))},
-        optional={"label": _ints(), "extra": st.text(max_size=5)},
-    ))  # fmt: skip
+    body = draw(
+        st.fixed_dictionaries(
+            {
+                "stream": st.one_of(st.just("p-f"), st.text(max_size=70), st.integers()),
+                "seq": _ints(),
+                "ts_ms": _ints(),
+                "samples": st.one_of(
+                    _samples(), st.lists(st.integers(), max_size=3), st.text(max_size=4)
+                ),
+            },
+            optional={"label": _ints(), "extra": st.text(max_size=5)},
+        )
+    )
     for field in draw(st.lists(st.sampled_from(["stream", "seq", "ts_ms", "samples"]), max_size=1)):
         body.pop(field, None)
     value = json.dumps(body).encode()
@@ -219,9 +236,10 @@ def raw_messages() -> st.SearchStrategy[Message]:
     return st.tuples(
         st.one_of(st.none(), st.binary(max_size=8)),
         st.one_of(st.none(), st.binary(max_size=700)),
-        st.lists(st.tuples(st.sampled_from(["content-type", "x"]), st.binary(max_size=30)),
-                 max_size=3),
-    ).map(lambda m: (b"" if m[0] is None and m[1] is None else m[0], m[1], m[2]))  # fmt: skip
+        st.lists(
+            st.tuples(st.sampled_from(["content-type", "x"]), st.binary(max_size=30)), max_size=3
+        ),
+    ).map(lambda m: (b"" if m[0] is None and m[1] is None else m[0], m[1], m[2]))
 
 
 def valid_messages() -> st.SearchStrategy[Message]:
@@ -256,8 +274,9 @@ def test_r7_hostile_input_is_dead_lettered_with_its_reason_and_never_stops_the_d
         harness.send([message for _, message, _ in HAND_MADE])
         expected = Counter(reason for *_, reason in HAND_MADE)
 
-        @settings(max_examples=30, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         @given(st.lists(MESSAGES, min_size=5, max_size=30))
         def fuzz(messages: list[Message]) -> None:
             harness.send(messages)
@@ -265,8 +284,9 @@ def test_r7_hostile_input_is_dead_lettered_with_its_reason_and_never_stops_the_d
                 expected[verdict(message)] += 1
             # Counters match exactly after every example, not just at the end.
             assert harness.counter("beatwatch_beats_consumed_total") == len(harness.sent)
-            invalid = {r: harness.counter("beatwatch_invalid_beats_total", reason=r)
-                       for r in expected if r}  # fmt: skip
+            invalid = {
+                r: harness.counter("beatwatch_invalid_beats_total", reason=r) for r in expected if r
+            }
             decoded_bad = {r: n for r, n in expected.items() if r and r != "unscorable"}
             assert {r: n for r, n in invalid.items() if r != "unscorable"} == decoded_bad
             unscorable = invalid.get("unscorable", 0)
@@ -290,10 +310,12 @@ def test_r7_hostile_input_is_dead_lettered_with_its_reason_and_never_stops_the_d
     reasons = Counter(dict(r.headers)[DLQ_REASON].decode() for r in letters)
     lettered = Counter((r.key, r.value or b"") for r in letters)
     sent = Counter((key, value or b"") for key, value, _ in harness.sent)
-    print(f"\n[R7] produced {total}, scored {scored}, alerts {alerts}, dead letters {len(letters)}, "
-          f"lost {total - scored - len(letters)}, duplicates {len(letters) - dead}, "
-          f"hand-made {len(HAND_MADE)}, reasons {dict(sorted(reasons.items()))}, "
-          f"runtime {time.monotonic() - started:.0f} s")  # fmt: skip
+    print(
+        f"\n[R7] produced {total}, scored {scored}, alerts {alerts}, dead letters {len(letters)}, "
+        f"lost {total - scored - len(letters)}, duplicates {len(letters) - dead}, "
+        f"hand-made {len(HAND_MADE)}, reasons {dict(sorted(reasons.items()))}, "
+        f"runtime {time.monotonic() - started:.0f} s"
+    )
     # Every message is scored or dead-lettered, once; the topic holds exactly the letters.
     assert scored + dead == total and len(letters) == dead
     assert lettered - sent == Counter(), "only what was sent is dead-lettered, bytes unchanged"
@@ -305,9 +327,12 @@ def test_r7_hostile_input_is_dead_lettered_with_its_reason_and_never_stops_the_d
 
 
 def _write_unchecked(
-    producer: KafkaProducer, topic: str, key: bytes | None, value: bytes | None,
+    producer: KafkaProducer,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
     headers: list[tuple[str, bytes]],
-) -> None:  # fmt: skip
+) -> None:
     """Write a record past ``KafkaProducer.send``'s checks, as other clients may.
 
     ``send`` refuses a record with neither key nor value, and one over its

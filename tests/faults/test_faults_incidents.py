@@ -132,9 +132,12 @@ class Ledger:
                 bad += 1
                 continue
             close = closes[-1]
-            if not (close["first_seq"] == 0 and close["last_seq"] == beats_per_stream - 1
-                    and close["beats"] == beats_per_stream
-                    and close["abnormal_beats"] == beats_per_stream):  # fmt: skip
+            if not (
+                close["first_seq"] == 0
+                and close["last_seq"] == beats_per_stream - 1
+                and close["beats"] == beats_per_stream
+                and close["abnormal_beats"] == beats_per_stream
+            ):
                 bad += 1
         return bad
 
@@ -198,8 +201,16 @@ def test_i1_kill_9_while_incidents_are_open_loses_and_splits_nothing(
     kafka = _create(kafka_bootstrap, topic_prefix)
     topics, incidents, state = _topics(topic_prefix)
     args = (kafka_bootstrap, topics, f"{topic_prefix}-g", all_alert_model)
-    extra = ("--max-batch", "200", "--incidents-topic", incidents, "--state-topic", state,
-             "--incident-silence-s", str(SILENCE_S))  # fmt: skip
+    extra = (
+        "--max-batch",
+        "200",
+        "--incidents-topic",
+        incidents,
+        "--state-topic",
+        state,
+        "--incident-silence-s",
+        str(SILENCE_S),
+    )
     feeder = BackgroundProducer(
         producer_settings(kafka_bootstrap, topics.beats, rate_hz=rate_hz, streams=STREAMS),
         source_of(ecg_samples, n),
@@ -229,9 +240,16 @@ def test_i2_scale_1_3_1_during_open_incidents_keeps_one_open_per_incident(
     kafka = _create(kafka_bootstrap, topic_prefix)
     topics, incidents, state = _topics(topic_prefix)
     settings = detector_settings(
-        kafka_bootstrap, topics, f"{topic_prefix}-g", model_dir=all_alert_model, metrics_port=-1,
-        max_batch=200, incidents_topic=incidents, state_topic=state, incident_rules=RULES,
-    )  # fmt: skip
+        kafka_bootstrap,
+        topics,
+        f"{topic_prefix}-g",
+        model_dir=all_alert_model,
+        metrics_port=-1,
+        max_batch=200,
+        incidents_topic=incidents,
+        state_topic=state,
+        incident_rules=RULES,
+    )
     feeder = BackgroundProducer(
         producer_settings(kafka_bootstrap, topics.beats, rate_hz=rate_hz, streams=STREAMS),
         source_of(ecg_samples, n),
@@ -246,9 +264,14 @@ def test_i2_scale_1_3_1_during_open_incidents_keeps_one_open_per_incident(
         second.start()
         third.start()
         # Each open incident is held by exactly one detector once the state is rebuilt.
-        wait_for(lambda: all(d.value("beatwatch_assigned_partitions") >= 1 for d in trio)
-                 and sum(d.value("beatwatch_incidents_open") for d in trio) == STREAMS, 60,
-                 "the open incidents held over three")  # fmt: skip
+        wait_for(
+            lambda: (
+                all(d.value("beatwatch_assigned_partitions") >= 1 for d in trio)
+                and sum(d.value("beatwatch_incidents_open") for d in trio) == STREAMS
+            ),
+            60,
+            "the open incidents held over three",
+        )
         open_over_three = [int(d.value("beatwatch_incidents_open")) for d in trio]
         time.sleep(2)
         second.close()
@@ -258,8 +281,14 @@ def test_i2_scale_1_3_1_during_open_incidents_keeps_one_open_per_incident(
         ledger = wait_for_closes(kafka, incidents)
         first.close()
     assert stats.acknowledged == n and stats.errors == 0
-    print("\n" + ledger.line("I2", open_per_detector_over_three=open_over_three,
-                             ownership_overlaps=len(ownership.violations())))  # fmt: skip
+    print(
+        "\n"
+        + ledger.line(
+            "I2",
+            open_per_detector_over_three=open_over_three,
+            ownership_overlaps=len(ownership.violations()),
+        )
+    )
     _assert_one_whole_incident_per_stream(ledger, n // STREAMS)
     opens = [e for es in ledger.events.values() for e in es if e["kind"] == "open"]
     assert len({e["incident_id"] for e in opens}) == STREAMS
@@ -282,10 +311,15 @@ def test_i3_broker_restart_during_open_incidents_splits_nothing(
         topics, incidents, state = _topics(topic_prefix)
         # tansu on S3 answers fetches only with a long enough wait (see R6).
         settings = detector_settings(
-            bootstrap, topics, f"{topic_prefix}-g", model_dir=all_alert_model,
-            fetch_max_wait_ms=500, incidents_topic=incidents, state_topic=state,
+            bootstrap,
+            topics,
+            f"{topic_prefix}-g",
+            model_dir=all_alert_model,
+            fetch_max_wait_ms=500,
+            incidents_topic=incidents,
+            state_topic=state,
             incident_rules=RULES,
-        )  # fmt: skip
+        )
         feeder = BackgroundProducer(
             producer_settings(bootstrap, topics.beats, rate_hz=rate_hz, streams=STREAMS),
             source_of(ecg_samples, n),
@@ -308,9 +342,16 @@ def test_i3_broker_restart_during_open_incidents_splits_nothing(
     # tansu on S3 drops some acknowledged writes across kill -9 (see R6): an
     # incident whose open it dropped still has its close, with the same id.
     no_open = sum(1 for es in ledger.events.values() if not any(e["kind"] == "open" for e in es))
-    print("\n" + ledger.line("I3", broker_down_s=down_s, detector_broker_errors=errors,
-                             producer_errors=stats.errors,
-                             opens_dropped_by_the_broker=no_open))  # fmt: skip
+    print(
+        "\n"
+        + ledger.line(
+            "I3",
+            broker_down_s=down_s,
+            detector_broker_errors=errors,
+            producer_errors=stats.errors,
+            opens_dropped_by_the_broker=no_open,
+        )
+    )
     assert len(ledger.events) == STREAMS
     assert ledger.split() == 0 and ledger.conflicting_repeats() == 0
     assert ledger.two_open_at_once() == 0 and ledger.reopened() == 0
@@ -323,9 +364,15 @@ def test_i4_a_stream_silent_longer_than_the_close_period_closes_while_others_sta
     kafka = _create(kafka_bootstrap, topic_prefix)
     topics, incidents, state = _topics(topic_prefix)
     settings = detector_settings(
-        kafka_bootstrap, topics, f"{topic_prefix}-g", model_dir=all_alert_model, metrics_port=-1,
-        incidents_topic=incidents, state_topic=state, incident_rules=RULES,
-    )  # fmt: skip
+        kafka_bootstrap,
+        topics,
+        f"{topic_prefix}-g",
+        model_dir=all_alert_model,
+        metrics_port=-1,
+        incidents_topic=incidents,
+        state_topic=state,
+        incident_rules=RULES,
+    )
     first_beats, talkers = 40, STREAMS // 2
     phase1: ProducerSettings = producer_settings(
         kafka_bootstrap, topics.beats, rate_hz=0, streams=STREAMS
@@ -339,8 +386,11 @@ def test_i4_a_stream_silent_longer_than_the_close_period_closes_while_others_sta
         phase2 = replace(phase1, streams=talkers, rate_hz=200.0, first_seq=first_beats)
         talking = BackgroundProducer(phase2, source_of(ecg_samples, int(200 * SILENCE_S * 2.5)))
         talking.start()
-        wait_for(lambda: detector.value("beatwatch_incidents_open") == talkers, 30,
-                 "the silent half closed")  # fmt: skip
+        wait_for(
+            lambda: detector.value("beatwatch_incidents_open") == talkers,
+            30,
+            "the silent half closed",
+        )
         still_talking = talking.thread is not None and talking.thread.is_alive()
         talking.join(60)
         ledger = wait_for_closes(kafka, incidents)
@@ -367,9 +417,16 @@ def test_i5_a_batch_published_but_never_committed_is_counted_once_by_the_next_ow
     kafka = _create(kafka_bootstrap, topic_prefix)
     topics, incidents, state = _topics(topic_prefix)
     settings = detector_settings(
-        kafka_bootstrap, topics, f"{topic_prefix}-g", model_dir=all_alert_model, metrics_port=-1,
-        max_batch=200, incidents_topic=incidents, state_topic=state, incident_rules=RULES,
-    )  # fmt: skip
+        kafka_bootstrap,
+        topics,
+        f"{topic_prefix}-g",
+        model_dir=all_alert_model,
+        metrics_port=-1,
+        max_batch=200,
+        incidents_topic=incidents,
+        state_topic=state,
+        incident_rules=RULES,
+    )
     feeder = BackgroundProducer(
         producer_settings(kafka_bootstrap, topics.beats, rate_hz=rate_hz, streams=STREAMS),
         source_of(ecg_samples, n),

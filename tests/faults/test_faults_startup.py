@@ -88,9 +88,16 @@ def test_r9_a_bad_model_stops_the_detector_with_one_clear_line(case, tmp_path):
         shutil.copytree(MODEL_DIR, artifact)
         breaker(artifact)
     command = [
-        sys.executable, "-m", "detector", "--model", str(artifact),
-        "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--metrics-port", "-1",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "detector",
+        "--model",
+        str(artifact),
+        "--bootstrap-servers",
+        f"127.0.0.1:{free_port()}",
+        "--metrics-port",
+        "-1",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     print(f"\n[R9 {case}] exit {result.returncode}: {lines}")
@@ -119,30 +126,41 @@ def test_r8_broker_down_at_start_up_not_ready_then_working_when_it_appears(
             time.sleep(0.5)
         down_log = log_path.read_text()
         attempts = [
-            line for line in down_log.splitlines()
+            line
+            for line in down_log.splitlines()
             if re.search(r"WARNING detector\.service: broker \S+ not reachable", line)
-        ]  # fmt: skip
+        ]
         problems = [
-            line for line in down_log.splitlines()
+            line
+            for line in down_log.splitlines()
             if re.search(r" (WARNING|ERROR|CRITICAL) ", line) and "not reachable" not in line
-        ]  # fmt: skip
+        ]
         with EmbeddedBroker(port=port, log_path=tmp_path / "tansu.log") as broker:
             broker_up = time.monotonic()
             det.wait_ready(60)
             ready_after_s = time.monotonic() - broker_up
             stats = produce(
-                producer_settings(broker.bootstrap_servers, topics.beats, rate_hz=0,
-                                  streams=streams),
-                source_of(ecg_samples, n), threading.Event(),
-            )  # fmt: skip
+                producer_settings(
+                    broker.bootstrap_servers, topics.beats, rate_hz=0, streams=streams
+                ),
+                source_of(ecg_samples, n),
+                threading.Event(),
+            )
             assert stats.acknowledged == n
             wait_for(lambda: det.value("beatwatch_beats_scored_total") >= n, 60, "all scored")
             scored = int(det.value("beatwatch_beats_scored_total"))
             records = read_topic(KafkaSettings(broker.bootstrap_servers), topics.alerts, n)
     account = Accounting(replay_keys(n, streams), alert_keys(records))
-    print("\n" + account.line("R8", scored=scored, attempt_lines_while_down=len(attempts),
-                              other_warnings=len(problems),
-                              ready_after_broker_s=round(ready_after_s, 1)))  # fmt: skip
+    print(
+        "\n"
+        + account.line(
+            "R8",
+            scored=scored,
+            attempt_lines_while_down=len(attempts),
+            other_warnings=len(problems),
+            ready_after_broker_s=round(ready_after_s, 1),
+        )
+    )
     for line in attempts:
         print("   ", line[:160])
     assert 2 <= len(attempts) <= 6, down_log[-3000:]

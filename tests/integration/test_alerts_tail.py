@@ -151,9 +151,14 @@ def test_sigint_while_waiting_for_the_topic_exits_cleanly(
 def test_a_topic_created_while_waiting_is_read(kafka_bootstrap: str, topic_prefix: str) -> None:
     topic = f"{topic_prefix}-alerts"
     tail = Tail(
-        "--alerts-topic", topic, "--from-beginning", "--json", "--limit", "1",
+        "--alerts-topic",
+        topic,
+        "--from-beginning",
+        "--json",
+        "--limit",
+        "1",
         bootstrap=kafka_bootstrap,
-    )  # fmt: skip
+    )
     tail.wait_for_log("does not exist yet")
     ensure_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap), {topic: 2})
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
@@ -185,8 +190,11 @@ def test_alerts_options_read_their_own_variables(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv(name, value)
     args = build_parser(["alerts"]).parse_args(["alerts"])
     assert (args.json, args.limit, args.from_beginning, args.keep_duplicates) == (
-        True, 3, True, True,
-    )  # fmt: skip
+        True,
+        3,
+        True,
+        True,
+    )
     assert args.idle_timeout_s == 2.5
     # `evaluate --json` is a path with a variable of its own: BEATWATCH_JSON=1
     # (meant for `alerts`) must not make it write a file named "1".

@@ -51,9 +51,23 @@ def test_produce_creates_its_topic_with_the_replication_factor_asked_for(
     csv = tmp_path / "vectors.csv"
     csv.write_text("".join(f"{i},{i + 1},{i + 2},1\n" for i in range(10)))
     topic = f"{topic_prefix}-replicated"
-    argv = ["produce", "--bootstrap-servers", kafka_bootstrap, "--beats-topic", topic,
-            "--data", str(csv), "--rate", "0", "--progress-interval-s", "0",
-            "--partitions", "2", "--replication-factor", "3"]  # fmt: skip
+    argv = [
+        "produce",
+        "--bootstrap-servers",
+        kafka_bootstrap,
+        "--beats-topic",
+        topic,
+        "--data",
+        str(csv),
+        "--rate",
+        "0",
+        "--progress-interval-s",
+        "0",
+        "--partitions",
+        "2",
+        "--replication-factor",
+        "3",
+    ]
     assert cli.main(argv) == 0
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:

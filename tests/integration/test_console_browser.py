@@ -65,10 +65,19 @@ def _needs_chromium() -> None:
 
 def console_args(bootstrap: str, topics: Topics, prefix: str, metrics_url: str = "") -> list[str]:
     return [
-        "--bootstrap-servers", bootstrap, "--beats-topic", topics.beats,
-        "--alerts-topic", topics.alerts, "--incidents-topic", f"{prefix}-incidents",
-        "--model", str(MODEL_DIR), "--metrics-url", metrics_url,
-    ]  # fmt: skip
+        "--bootstrap-servers",
+        bootstrap,
+        "--beats-topic",
+        topics.beats,
+        "--alerts-topic",
+        topics.alerts,
+        "--incidents-topic",
+        f"{prefix}-incidents",
+        "--model",
+        str(MODEL_DIR),
+        "--metrics-url",
+        metrics_url,
+    ]
 
 
 def replay(ecg, artifact, prefix: str, n: int) -> tuple[list[Beat], set[tuple[str, int]]]:
@@ -97,10 +106,12 @@ def test_alerts_appear_live_and_a_selected_alert_draws_its_beat_and_reconstructi
     metrics = f"http://127.0.0.1:{settings.metrics_port}/metrics"
     with (
         running_detector(settings) as detector,
-        running_console(*console_args(kafka_bootstrap, topics, topic_prefix, metrics),
-                        log_path=tmp_path / "console.log") as console,
+        running_console(
+            *console_args(kafka_bootstrap, topics, topic_prefix, metrics),
+            log_path=tmp_path / "console.log",
+        ) as console,
         browser_page() as page,
-    ):  # fmt: skip
+    ):
         page.goto(console.url)
         page.evaluate(MARK)
         page.wait_for_selector("#status.ok")
@@ -135,10 +146,19 @@ def test_alerts_appear_live_and_a_selected_alert_draws_its_beat_and_reconstructi
         ensure_topics(kafka, {incidents: 1})
         flagged = sorted(shown)[-1]
         producer = KafkaProducer(**kafka.client_kwargs())
-        producer.send(incidents, key=flagged.encode(), value=orjson.dumps({
-            "kind": "open", "incident_id": f"incident/{flagged}/0/{artifact.model_version}",
-            "stream": flagged, "severity": "critical", "event_ts_ms": int(time.time() * 1000),
-        })).get(30)  # fmt: skip
+        producer.send(
+            incidents,
+            key=flagged.encode(),
+            value=orjson.dumps(
+                {
+                    "kind": "open",
+                    "incident_id": f"incident/{flagged}/0/{artifact.model_version}",
+                    "stream": flagged,
+                    "severity": "critical",
+                    "event_ts_ms": int(time.time() * 1000),
+                }
+            ),
+        ).get(30)
         producer.close()
         page.wait_for_selector(f".stream-row[data-stream='{flagged}'][data-state='incident']")
         # The incident is the newest event: its stream heads the list.
@@ -157,8 +177,10 @@ def test_alerts_appear_live_and_a_selected_alert_draws_its_beat_and_reconstructi
         reconstructed = np.asarray(scorer.reconstruct(beat.samples[None, :]), np.float64)[0]
         low, high = scorer.scaling.low, scorer.scaling.high
         reconstructed = reconstructed * np.maximum(high - low, MIN_RANGE) + low
-        plot = {k: float(page.get_attribute("#beat", f"data-{k}"))
-                for k in ("vmin", "vmax", "left", "top", "width", "height")}  # fmt: skip
+        plot = {
+            k: float(page.get_attribute("#beat", f"data-{k}"))
+            for k in ("vmin", "vmax", "left", "top", "width", "height")
+        }
         both = np.concatenate([beat.samples, reconstructed])
         assert plot["vmin"] == pytest.approx(both.min(), abs=1e-5)
         assert plot["vmax"] == pytest.approx(both.max(), abs=1e-5)
@@ -201,10 +223,11 @@ def test_bad_messages_show_as_error_rows_and_the_page_keeps_working(
     topics = Topics.named(topic_prefix)
     kafka = create_topics(kafka_bootstrap, topics)
     with (
-        running_console(*console_args(kafka_bootstrap, topics, topic_prefix),
-                        log_path=tmp_path / "console.log") as console,
+        running_console(
+            *console_args(kafka_bootstrap, topics, topic_prefix), log_path=tmp_path / "console.log"
+        ) as console,
         browser_page() as page,
-    ):  # fmt: skip
+    ):
         page.goto(console.url)
         page.evaluate(MARK)
         page.wait_for_selector("#status.ok")
@@ -224,8 +247,14 @@ def test_bad_messages_show_as_error_rows_and_the_page_keeps_working(
         other = Beat(
             f"{topic_prefix}-other", 7, int(time.time() * 1000), ecg.x[1].astype(np.float32)
         )
-        send_alert_for(producer, artifact, topics.beats, topics.alerts, other,
-                       model_version="ecg5000-000000000000")  # fmt: skip
+        send_alert_for(
+            producer,
+            artifact,
+            topics.beats,
+            topics.alerts,
+            other,
+            model_version="ecg5000-000000000000",
+        )
         producer.close()
         page.locator(".stream-row", has_text=f"{topic_prefix}-other").click()
         page.wait_for_selector("#refusal:not([hidden])")
@@ -244,15 +273,17 @@ def test_the_page_recovers_after_a_broker_restart(topic_prefix, artifact, ecg, t
         topics = Topics.named(topic_prefix)
         kafka = create_topics(bootstrap, topics)
         with (
-            running_console(*console_args(bootstrap, topics, topic_prefix),
-                            log_path=tmp_path / "console.log") as console,
+            running_console(
+                *console_args(bootstrap, topics, topic_prefix), log_path=tmp_path / "console.log"
+            ) as console,
             browser_page() as page,
-        ):  # fmt: skip
+        ):
             page.goto(console.url)
             page.evaluate(MARK)
             page.wait_for_selector("#status.ok")
-            before = Beat(f"{topic_prefix}-before", 1, int(time.time() * 1000),
-                          ecg.x[0].astype(np.float32))  # fmt: skip
+            before = Beat(
+                f"{topic_prefix}-before", 1, int(time.time() * 1000), ecg.x[0].astype(np.float32)
+            )
             producer = KafkaProducer(**kafka.client_kwargs())
             send_alert_for(producer, artifact, topics.beats, topics.alerts, before)
             producer.close()
@@ -265,8 +296,9 @@ def test_the_page_recovers_after_a_broker_restart(topic_prefix, artifact, ecg, t
                 "() => document.getElementById('status').textContent.startsWith('waiting for topic')"
             )
             ensure_topics(KafkaSettings(bootstrap), {topics.beats: 4, topics.alerts: 4})
-            after = Beat(f"{topic_prefix}-after", 1, int(time.time() * 1000),
-                         ecg.x[2].astype(np.float32))  # fmt: skip
+            after = Beat(
+                f"{topic_prefix}-after", 1, int(time.time() * 1000), ecg.x[2].astype(np.float32)
+            )
             producer = KafkaProducer(**kafka.client_kwargs())
             send_alert_for(producer, artifact, topics.beats, topics.alerts, after)
             producer.close()

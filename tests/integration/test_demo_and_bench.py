@@ -63,8 +63,10 @@ def test_demo_ignores_the_users_produce_and_detect_settings(tmp_path: Path) -> N
 def test_sigterm_stops_the_demo_and_every_child(tmp_path: Path) -> None:
     demo = subprocess.Popen(
         [*BEATWATCH, "demo", "--logs", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     pids: list[int] = []
     try:
         # The demo writes its children's pids once the last one (the producer) has started.
@@ -96,9 +98,14 @@ def test_bench_quick_runs_every_measurement(tmp_path: Path) -> None:
     print(result.stdout[-3000:])
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(out.read_text())
-    for key in ("a_ceiling_json_beats_per_s", "a2_ceiling_publishing_binary_beats_per_s",
-                "c_course_predict_per_beat_beats_per_s",
-                "d_scoring_only_beats_per_s", "f_producer_max_binary_beats_per_s", "g_memory"):  # fmt: skip
+    for key in (
+        "a_ceiling_json_beats_per_s",
+        "a2_ceiling_publishing_binary_beats_per_s",
+        "c_course_predict_per_beat_beats_per_s",
+        "d_scoring_only_beats_per_s",
+        "f_producer_max_binary_beats_per_s",
+        "g_memory",
+    ):
         assert figures[key], key
     # At smoke sizes a drain can finish between two scrapes (reported as 0): present, not timed.
     assert figures["b_detector_binary_beats_per_s"] >= 0

@@ -128,20 +128,64 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     detector_port, producer_port = free_port(), free_port()
     processes: list[Background] = []
     try:
-        detector = start("detector", [*BEATWATCH, "detect", "--bootstrap-servers", kafka_bootstrap,
-            "--model", str(MODEL), "--metrics-port", str(detector_port),
-            "--metrics-host", "127.0.0.1", "--beats-topic", beats, "--alerts-topic", alerts,
-            "--dlq-topic", dlq, "--group-id", f"{prefix}-detector",
-            "--session-timeout-ms", "6000"], log_dir)  # fmt: skip
+        detector = start(
+            "detector",
+            [
+                *BEATWATCH,
+                "detect",
+                "--bootstrap-servers",
+                kafka_bootstrap,
+                "--model",
+                str(MODEL),
+                "--metrics-port",
+                str(detector_port),
+                "--metrics-host",
+                "127.0.0.1",
+                "--beats-topic",
+                beats,
+                "--alerts-topic",
+                alerts,
+                "--dlq-topic",
+                dlq,
+                "--group-id",
+                f"{prefix}-detector",
+                "--session-timeout-ms",
+                "6000",
+            ],
+            log_dir,
+        )
         processes.append(detector)
         detector_url = f"http://127.0.0.1:{detector_port}"
-        wait_for("detector /ready", lambda: http_get(f"{detector_url}/ready")[0] == 200
-                 if _port_open(detector_port) else False, processes)  # fmt: skip
+        wait_for(
+            "detector /ready",
+            lambda: (
+                http_get(f"{detector_url}/ready")[0] == 200 if _port_open(detector_port) else False
+            ),
+            processes,
+        )
 
-        feeder = start("producer-feed", [*BEATWATCH, "produce", "--bootstrap-servers",
-            kafka_bootstrap, "--beats-topic", beats, "--limit", str(BEATS_FED), "--rate", "0",
-            "--streams", "8", "--metrics-port", "-1", "--progress-interval-s", "0"],
-            log_dir)  # fmt: skip
+        feeder = start(
+            "producer-feed",
+            [
+                *BEATWATCH,
+                "produce",
+                "--bootstrap-servers",
+                kafka_bootstrap,
+                "--beats-topic",
+                beats,
+                "--limit",
+                str(BEATS_FED),
+                "--rate",
+                "0",
+                "--streams",
+                "8",
+                "--metrics-port",
+                "-1",
+                "--progress-interval-s",
+                "0",
+            ],
+            log_dir,
+        )
         code = feeder.popen.wait(timeout=STARTUP_TIMEOUT_S)
         assert code == 0, feeder.tail()
         _send_raw(kafka_bootstrap, beats, b"this is not a beat")
@@ -157,10 +201,27 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         wait_for(f"{BEATS_FED} beats scored and 1 dead letter", detector_done, processes)
 
         # A producer that keeps running (its own topic, nobody consumes it), to scrape.
-        producer = start("producer", [*BEATWATCH, "produce", "--bootstrap-servers",
-            kafka_bootstrap, "--beats-topic", f"{prefix}-idle", "--rate", "20", "--loop",
-            "--streams", "4", "--metrics-port", str(producer_port),
-            "--progress-interval-s", "0"], log_dir)  # fmt: skip
+        producer = start(
+            "producer",
+            [
+                *BEATWATCH,
+                "produce",
+                "--bootstrap-servers",
+                kafka_bootstrap,
+                "--beats-topic",
+                f"{prefix}-idle",
+                "--rate",
+                "20",
+                "--loop",
+                "--streams",
+                "4",
+                "--metrics-port",
+                str(producer_port),
+                "--progress-interval-s",
+                "0",
+            ],
+            log_dir,
+        )
         processes.append(producer)
         producer_url = f"http://127.0.0.1:{producer_port}"
 
@@ -296,8 +357,9 @@ def _prometheus_config(detector: str, producer: str, own: str) -> dict[str, Any]
     config["global"]["scrape_interval"] = "1s"
     config["global"]["scrape_timeout"] = "1s"
     config["global"]["evaluation_interval"] = "1s"
-    config["rule_files"] = [str((PROMETHEUS_CONFIG.parent / f).resolve())
-                            for f in config["rule_files"]]  # fmt: skip
+    config["rule_files"] = [
+        str((PROMETHEUS_CONFIG.parent / f).resolve()) for f in config["rule_files"]
+    ]
     targets = {"detector": detector, "producer": producer, "prometheus": own}
     for job in config["scrape_configs"]:
         job.pop("dns_sd_configs", None)
@@ -326,13 +388,24 @@ def test_real_prometheus_scrapes_the_detector_and_counts_scored_beats(stack, tmp
     check = run_tool(require_tool("promtool"), "check", "config", str(config_path))
     assert check.returncode == 0, check.stdout + check.stderr
 
-    server = start("prometheus", [prometheus_bin, f"--config.file={config_path}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stack.log_dir)  # fmt: skip
+    server = start(
+        "prometheus",
+        [
+            prometheus_bin,
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stack.log_dir,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for("prometheus ready", lambda: _port_open(port)
-                 and http_get(f"{base}/-/ready")[0] == 200, [server], 60)  # fmt: skip
+        wait_for(
+            "prometheus ready",
+            lambda: _port_open(port) and http_get(f"{base}/-/ready")[0] == 200,
+            [server],
+            60,
+        )
 
         def scored() -> float | None:
             result = _query(base, 'sum(beatwatch_beats_scored_total{job="detector"})')

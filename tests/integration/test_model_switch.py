@@ -75,12 +75,24 @@ def test_switch_at_one_batch_boundary_loses_and_repeats_no_beat(
     kafka = create_topics(kafka_bootstrap, topics)
     # A longer session than the suite's 6 s: a rebalance on a loaded machine would
     # redeliver a batch, which this test must not mistake for a double score.
-    settings = detector_settings(kafka_bootstrap, topics, f"{topic_prefix}-g", model_dir=root,
-                                 model_poll_s=0.2, session_timeout_ms=10_000)  # fmt: skip
+    settings = detector_settings(
+        kafka_bootstrap,
+        topics,
+        f"{topic_prefix}-g",
+        model_dir=root,
+        model_poll_s=0.2,
+        session_timeout_ms=10_000,
+    )
     producer = ProducerSettings(
-        kafka=kafka, topic=topics.beats, rate_hz=RATE_HZ, streams=STREAMS, wire_format="binary",
-        progress_interval_s=0, create_topics=False, first_seq=0,
-    )  # fmt: skip
+        kafka=kafka,
+        topic=topics.beats,
+        rate_hz=RATE_HZ,
+        streams=STREAMS,
+        wire_format="binary",
+        progress_interval_s=0,
+        create_topics=False,
+        first_seq=0,
+    )
     with running_detector(settings) as detector:
         wait_for(lambda: detector.value("beatwatch_ready") == 1.0, 60, "partitions assigned")
         produced: list[Any] = []
@@ -98,8 +110,9 @@ def test_switch_at_one_batch_boundary_loses_and_repeats_no_beat(
         (root / POINTER_FILE).write_text("versions/corrupt\n")
         wait_for(
             lambda: detector.value("beatwatch_model_refusals_total", reason="artifact") == 1,
-            30, "refusal",
-        )  # fmt: skip
+            30,
+            "refusal",
+        )
         flow.join()
         assert produced[0].acknowledged == n and produced[0].errors == 0
         wait_for(lambda: detector.value("beatwatch_beats_scored_total") >= n, 60, "all scored")
@@ -107,8 +120,9 @@ def test_switch_at_one_batch_boundary_loses_and_repeats_no_beat(
         assert detector.value("beatwatch_commit_failures_total") == 0
         assert detector.value("beatwatch_broker_errors_total") == 0
         assert detector.value("beatwatch_model_switches_total") == 1
-        assert detector.value("beatwatch_model_info", model_version=version_b,
-                              input_length="140") == 1  # fmt: skip
+        assert (
+            detector.value("beatwatch_model_info", model_version=version_b, input_length="140") == 1
+        )
         assert detector.value("beatwatch_model_threshold") == -2.0
 
     alerts = [orjson.loads(r.value) for r in read_topic(kafka, topics.alerts, n, timeout_s=60)]

@@ -120,11 +120,24 @@ def test_live_alerts_equal_the_offline_stream_scorer(
     with running_detector(settings) as detector:
         wait_for(lambda: detector.value("beatwatch_assigned_partitions") > 0, 60, "assignment")
         produced = run_beatwatch(
-            "produce", "--record", str(offline.record), "--speed", "0", "--first-seq", "0",
-            "--beats-topic", topics.beats, "--bootstrap-servers", kafka_bootstrap,
-            "--kafka-client", client_settings(kafka_bootstrap).client, "--progress-interval-s", "0",
-            timeout_s=120, env=child_env(),
-        )  # fmt: skip
+            "produce",
+            "--record",
+            str(offline.record),
+            "--speed",
+            "0",
+            "--first-seq",
+            "0",
+            "--beats-topic",
+            topics.beats,
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--kafka-client",
+            client_settings(kafka_bootstrap).client,
+            "--progress-interval-s",
+            "0",
+            timeout_s=120,
+            env=child_env(),
+        )
         assert produced.returncode == 0, produced.stderr
         wait_for(
             lambda: detector.value("beatwatch_beats_scored_total") >= len(offline.beats),
@@ -157,8 +170,14 @@ def test_kill_9_mid_record_state_comes_back_from_the_changelog(
     beats = offline.beats
     split = int(np.searchsorted([b.ts_ms for b in beats], KILL_AFTER_S * 1000))
     group = f"{topic_prefix}-g"
-    extra = ("--incidents-topic", f"{topic_prefix}-incidents",
-             "--state-topic", f"{topic_prefix}-state", "--partitions", "4")  # fmt: skip
+    extra = (
+        "--incidents-topic",
+        f"{topic_prefix}-incidents",
+        "--state-topic",
+        f"{topic_prefix}-state",
+        "--partitions",
+        "4",
+    )
     args = (kafka_bootstrap, topics, group, MODEL)
     with detector_process(*args, tmp_path / "first.log", *extra) as first:
         first.wait_ready(120)

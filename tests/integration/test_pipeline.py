@@ -66,9 +66,15 @@ def replay(
     bootstrap: str, topic: str, source: ReplaySource, fmt: str, first_seq: int | None = 0
 ) -> None:
     settings = ProducerSettings(
-        kafka=client_settings(bootstrap), topic=topic, rate_hz=0, streams=STREAMS,
-        wire_format=fmt, progress_interval_s=0, create_topics=False, first_seq=first_seq,
-    )  # fmt: skip
+        kafka=client_settings(bootstrap),
+        topic=topic,
+        rate_hz=0,
+        streams=STREAMS,
+        wire_format=fmt,
+        progress_interval_s=0,
+        create_topics=False,
+        first_seq=first_seq,
+    )
     stats = produce(settings, source, threading.Event())
     assert stats.acknowledged == len(source.samples) and stats.errors == 0
 
@@ -92,8 +98,10 @@ def test_every_beat_is_scored_and_alerts_are_exactly_the_offline_ones(
         orjson.loads(r.value) for r in read_topic(kafka, topics.alerts, len(offline_over_threshold))
     ]
     alert_keys = {(a["stream"], a["seq"]) for a in alerts}
-    print(f"\n[{fmt}] produced {n}, scored {int(detector.value('beatwatch_beats_scored_total'))}, "
-          f"alerts {len(alerts)}, offline over threshold {len(offline_over_threshold)}")  # fmt: skip
+    print(
+        f"\n[{fmt}] produced {n}, scored {int(detector.value('beatwatch_beats_scored_total'))}, "
+        f"alerts {len(alerts)}, offline over threshold {len(offline_over_threshold)}"
+    )
     assert alert_keys == offline_over_threshold
     assert len(alerts) == len(alert_keys)  # no duplicates in a clean run
     assert detector.value("beatwatch_beats_scored_total") == n
@@ -115,16 +123,35 @@ def test_every_beat_is_scored_and_alerts_are_exactly_the_offline_ones(
 
 BAD_MESSAGES: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]], str]] = [
     (b"p-x", b"{not json", [], "decode"),
-    (b"p-x", orjson.dumps({"stream": "p-x", "seq": 1, "ts_ms": 1, "samples": [0.1] * 12}), [], "length"),
-    (b"p-x", orjson.dumps({"stream": "p-x", "seq": 1, "ts_ms": 1, "samples": [0.1] * 139 + [1e39]}), [], "non-finite"),
+    (
+        b"p-x",
+        orjson.dumps({"stream": "p-x", "seq": 1, "ts_ms": 1, "samples": [0.1] * 12}),
+        [],
+        "length",
+    ),
+    (
+        b"p-x",
+        orjson.dumps({"stream": "p-x", "seq": 1, "ts_ms": 1, "samples": [0.1] * 139 + [1e39]}),
+        [],
+        "non-finite",
+    ),
     (b"p-x", b"[" + b"0.1," * 20_000 + b"0.1]", [], "too-large"),
     (b"p-x", b"", [], "empty"),
-    (b"p-x", BINARY_PREFIX.pack(1, 1, 1, 1, 0) + np.full(140, np.nan, "<f4").tobytes(),
-     [("content-type", BINARY_CONTENT_TYPE.encode())], "non-finite"),
+    (
+        b"p-x",
+        BINARY_PREFIX.pack(1, 1, 1, 1, 0) + np.full(140, np.nan, "<f4").tobytes(),
+        [("content-type", BINARY_CONTENT_TYPE.encode())],
+        "non-finite",
+    ),
     (None, b"\x01" * 560, [("content-type", BINARY_CONTENT_TYPE.encode())], "missing-key"),
     (b"p-x", b"garbage", [("content-type", b"text/plain")], "content-type"),
-    (b"p-x", orjson.dumps({"stream": "p-x", "seq": "one", "ts_ms": 1, "samples": [0.1] * 140}), [], "schema"),
-]  # fmt: skip
+    (
+        b"p-x",
+        orjson.dumps({"stream": "p-x", "seq": "one", "ts_ms": 1, "samples": [0.1] * 140}),
+        [],
+        "schema",
+    ),
+]
 
 
 def test_malformed_messages_land_in_the_dead_letter_topic_while_good_beats_flow(
@@ -152,8 +179,10 @@ def test_malformed_messages_land_in_the_dead_letter_topic_while_good_beats_flow(
         live = scrape_port(settings.metrics_port)
     letters = read_topic(kafka, topics.dlq, len(BAD_MESSAGES))
     reasons = sorted(dict(r.headers)[DLQ_REASON].decode() for r in letters)
-    print(f"\nconsumed {total}, scored {int(detector.value('beatwatch_beats_scored_total'))}, "
-          f"dead letters {len(letters)}: {reasons}")  # fmt: skip
+    print(
+        f"\nconsumed {total}, scored {int(detector.value('beatwatch_beats_scored_total'))}, "
+        f"dead letters {len(letters)}: {reasons}"
+    )
     assert reasons == sorted(reason for *_, reason in BAD_MESSAGES)
     assert detector.value("beatwatch_beats_scored_total") == 200
     header_schema = validator("dead-letter-headers.schema.json")
@@ -221,10 +250,16 @@ def test_a_batch_linger_gathers_paced_beats_into_fewer_batches_and_loses_none(
             # A short producer linger spreads the beats evenly, so that the
             # batching measured here is the detector's own.
             paced = ProducerSettings(
-                kafka=kafka, topic=topics.beats, rate_hz=200, streams=STREAMS,
-                wire_format="binary", progress_interval_s=0, create_topics=False, linger_ms=5,
+                kafka=kafka,
+                topic=topics.beats,
+                rate_hz=200,
+                streams=STREAMS,
+                wire_format="binary",
+                progress_interval_s=0,
+                create_topics=False,
+                linger_ms=5,
                 first_seq=0,
-            )  # fmt: skip
+            )
             assert produce(paced, test_rows, threading.Event()).acknowledged == n
             wait_for(
                 lambda: detector.value("beatwatch_beats_scored_total") >= n, 60, "all beats scored"
@@ -235,8 +270,10 @@ def test_a_batch_linger_gathers_paced_beats_into_fewer_batches_and_loses_none(
             for r in read_topic(kafka, topics.alerts, len(offline_over_threshold))
         ]
         assert {(a["stream"], a["seq"]) for a in alerts} == offline_over_threshold
-    print(f"\n{n} beats at 200/s: batches without a linger {batches[0]:.0f}, "
-          f"with 200 ms {batches[200]:.0f}")  # fmt: skip
+    print(
+        f"\n{n} beats at 200/s: batches without a linger {batches[0]:.0f}, "
+        f"with 200 ms {batches[200]:.0f}"
+    )
     # 2 s of beats: about ten 200 ms batches, against a few beats per batch without.
     assert batches[200] <= n / 10 < batches[0]
 

@@ -45,11 +45,27 @@ def test_replayed_record_beats_are_the_offline_cut(
     kafka_bootstrap, topic_prefix, record, model_dir, fmt, capsys
 ):
     topic = f"{topic_prefix}-beats"
-    code = beatwatch_main([
-        "produce", "--bootstrap-servers", kafka_bootstrap, "--beats-topic", topic,
-        "--record", str(record), "--model", str(model_dir), "--speed", "40",
-        "--format", fmt, "--first-seq", "0", "--progress-interval-s", "0",
-    ])  # fmt: skip
+    code = beatwatch_main(
+        [
+            "produce",
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--beats-topic",
+            topic,
+            "--record",
+            str(record),
+            "--model",
+            str(model_dir),
+            "--speed",
+            "40",
+            "--format",
+            fmt,
+            "--first-seq",
+            "0",
+            "--progress-interval-s",
+            "0",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
 
     rec = read_wfdb(record)

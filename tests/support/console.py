@@ -60,9 +60,12 @@ class ConsoleProcess:
         self.log_path = log_path
         self.popen = subprocess.Popen(
             [*BEATWATCH, "console", "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=log_path.open("w"), cwd=REPO_ROOT, env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=log_path.open("w"),
+            cwd=REPO_ROOT,
+            env=child_env(),
             text=True,
-        )  # fmt: skip
+        )
         assert self.popen.stdout is not None
         line = self.popen.stdout.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
@@ -121,11 +124,16 @@ def send_alert_for(
     partition, offset = send_beat(producer, beats_topic, beat)
     scores, errors = artifact.scorer().score(beat.samples[None, :])
     alert = build_alert(
-        beat, score=float(scores[0]), threshold=artifact.threshold,
+        beat,
+        score=float(scores[0]),
+        threshold=artifact.threshold,
         model_version=model_version or artifact.model_version,
-        explanation=explain(errors[0], artifact.regions), topic=beats_topic,
-        partition=partition, offset=offset, detected_ts_ms=int(time.time() * 1000),
-    )  # fmt: skip
+        explanation=explain(errors[0], artifact.regions),
+        topic=beats_topic,
+        partition=partition,
+        offset=offset,
+        detected_ts_ms=int(time.time() * 1000),
+    )
     producer.send(alerts_topic, key=beat.stream.encode(), value=encode_alert(alert)).get(30)
     return alert
 

@@ -23,8 +23,21 @@ RULES_TEST = DEPLOY / "rules" / "beatwatch.rules.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "beatwatch.json"
 # Series Prometheus itself adds; no program exports them.
 SYNTHETIC_METRICS = {"up"}
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
-                "unless", "bool", "offset", "inf", "nan"}  # fmt: skip
+PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def load_yaml(path: Path) -> Any:

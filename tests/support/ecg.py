@@ -70,9 +70,15 @@ def write_wfdb(ecg: SyntheticEcg, directory: Path, name: str = "syn1") -> Path:
 
     directory.mkdir(parents=True, exist_ok=True)
     wfdb.wrsamp(
-        name, fs=ecg.fs_hz, units=["mV", "mV"], sig_name=list(ecg.lead_names),
-        p_signal=ecg.signal, fmt=["212", "212"], adc_gain=[200.0, 200.0],
-        baseline=[1024, 1024], write_dir=str(directory),
-    )  # fmt: skip
+        name,
+        fs=ecg.fs_hz,
+        units=["mV", "mV"],
+        sig_name=list(ecg.lead_names),
+        p_signal=ecg.signal,
+        fmt=["212", "212"],
+        adc_gain=[200.0, 200.0],
+        baseline=[1024, 1024],
+        write_dir=str(directory),
+    )
     wfdb.wrann(name, "atr", ecg.r_index, symbol=ecg.symbols, write_dir=str(directory))
     return directory / name

@@ -112,10 +112,16 @@ def producer_settings(
     bootstrap: str, topic: str, *, rate_hz: float, streams: int, fmt: str = "binary"
 ) -> ProducerSettings:
     return ProducerSettings(
-        kafka=client_settings(bootstrap), topic=topic, rate_hz=rate_hz,
-        streams=streams, wire_format=fmt, include_labels=False, progress_interval_s=0,
-        create_topics=False, first_seq=0,
-    )  # fmt: skip
+        kafka=client_settings(bootstrap),
+        topic=topic,
+        rate_hz=rate_hz,
+        streams=streams,
+        wire_format=fmt,
+        include_labels=False,
+        progress_interval_s=0,
+        create_topics=False,
+        first_seq=0,
+    )
 
 
 class DetectorProcess:
@@ -135,13 +141,29 @@ class DetectorProcess:
         self.metrics_address = "127.0.0.1"
         self.log_path = log_path
         self.args = [
-            sys.executable, "-m", "detector",
-            "--bootstrap-servers", bootstrap, "--model", str(model),
-            "--beats-topic", topics.beats, "--alerts-topic", topics.alerts,
-            "--dlq-topic", topics.dlq, "--group-id", group,
-            "--metrics-port", str(self.metrics_port), "--metrics-host", "127.0.0.1",
-            "--session-timeout-ms", str(SESSION_TIMEOUT_MS), *extra_args,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "detector",
+            "--bootstrap-servers",
+            bootstrap,
+            "--model",
+            str(model),
+            "--beats-topic",
+            topics.beats,
+            "--alerts-topic",
+            topics.alerts,
+            "--dlq-topic",
+            topics.dlq,
+            "--group-id",
+            group,
+            "--metrics-port",
+            str(self.metrics_port),
+            "--metrics-host",
+            "127.0.0.1",
+            "--session-timeout-ms",
+            str(SESSION_TIMEOUT_MS),
+            *extra_args,
+        ]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DetectorProcess:

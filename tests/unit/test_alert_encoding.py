@@ -23,14 +23,17 @@ finite = st.floats(min_value=1e-12, max_value=1e6, allow_nan=False, allow_infini
 
 @settings(max_examples=60, deadline=None)
 @given(
-    errors=arrays(np.float32, st.tuples(st.integers(1, 6), st.just(LENGTH)),
-                  elements=st.floats(0, 50, width=32)),
+    errors=arrays(
+        np.float32,
+        st.tuples(st.integers(1, 6), st.just(LENGTH)),
+        elements=st.floats(0, 50, width=32),
+    ),
     regions=st.sampled_from(REGION_SETS),
     stream=st.text(min_size=1, max_size=12),
     threshold=st.one_of(st.just(0.0), finite),
     with_p=st.booleans(),
     data=st.data(),
-)  # fmt: skip
+)
 def test_batch_alerts_equal_the_beat_by_beat_ones(
     errors: np.ndarray,
     regions: list[dict[str, object]],
@@ -47,19 +50,33 @@ def test_batch_alerts_equal_the_beat_by_beat_ones(
     seqs = [data.draw(st.integers(0, 2**53)) for _ in range(m)]
     ts = [data.draw(st.integers(0, 2**53)) for _ in range(m)]
     written = encode_alerts(
-        streams=streams, seqs=seqs, ts_ms=ts, labels=labels, scores=scores, p_values=p_values,
-        explained=explain_numbers(errors, regions), threshold=threshold,
-        model_version='m"v1', topics=["beats"] * m, partitions=list(range(m)),
-        offsets=[10 + i for i in range(m)], detected_ts_ms=123,
-    )  # fmt: skip
+        streams=streams,
+        seqs=seqs,
+        ts_ms=ts,
+        labels=labels,
+        scores=scores,
+        p_values=p_values,
+        explained=explain_numbers(errors, regions),
+        threshold=threshold,
+        model_version='m"v1',
+        topics=["beats"] * m,
+        partitions=list(range(m)),
+        offsets=[10 + i for i in range(m)],
+        detected_ts_ms=123,
+    )
     for i in range(m):
         expected = build_alert(
             Beat(streams[i], seqs[i], ts[i], np.zeros(LENGTH, np.float32), labels[i]),
-            score=scores[i], threshold=threshold, model_version='m"v1',
-            explanation=explain(errors[i], regions), topic="beats", partition=i,
-            offset=10 + i, detected_ts_ms=123,
+            score=scores[i],
+            threshold=threshold,
+            model_version='m"v1',
+            explanation=explain(errors[i], regions),
+            topic="beats",
+            partition=i,
+            offset=10 + i,
+            detected_ts_ms=123,
             p_value=None if p_values is None else p_values[i],
-        )  # fmt: skip
+        )
         assert orjson.loads(written[i]) == orjson.loads(encode_alert(expected))
 
 

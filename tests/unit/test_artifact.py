@@ -141,8 +141,9 @@ def test_version_is_what_the_model_computes_not_when_it_was_saved(
     assert other_threshold.model_version != first.model_version
     model = tiny_model()
     model.set_weights([w + 1e-3 for w in model.get_weights()])
-    other_weights = save_artifact(tmp_path / "weights", model, record(MinMax.fit(beats, "global")),
-                                  "tiny")  # fmt: skip
+    other_weights = save_artifact(
+        tmp_path / "weights", model, record(MinMax.fit(beats, "global")), "tiny"
+    )
     assert other_weights.model_version != first.model_version
 
 

@@ -40,9 +40,12 @@ class MeanAbsScorer:
         return np.full(scores.shape, 0.01)
 
 
-MODEL = ModelContext(input_length=LENGTH, threshold=1.0, model_version="m-1",
-                     regions=[{"name": "A", "start": 0, "end": 4},
-                              {"name": "B", "start": 4, "end": 8}])  # fmt: skip
+MODEL = ModelContext(
+    input_length=LENGTH,
+    threshold=1.0,
+    model_version="m-1",
+    regions=[{"name": "A", "start": 0, "end": 4}, {"name": "B", "start": 4, "end": 8}],
+)
 
 
 def record(offset: int, level: float, partition: int = 0, fmt: str = "json") -> FakeRecord:

@@ -7,12 +7,24 @@ from typing import Any
 from beatwatch.tools.bench import ratios, render
 
 LATENCY = {
-    "achieved_beats_per_s": 2000.0, "alerts": 8000, "p50_ms": 20.0, "p95_ms": 30.0,
-    "p99_ms": 40.0, "to_detection_p50_ms": 10.0, "to_detection_p99_ms": 30.0,
-    "after_detection_p50_ms": 10.0, "after_detection_p99_ms": 12.0, "machine_share": {},
-}  # fmt: skip
-MEMORY = {"beats_scored": 1e6, "rss_after_warmup_mib": 700.0, "rss_final_mib": 701.0,
-          "rss_max_mib": 702.0, "growth_after_warmup_mib": 1.0}  # fmt: skip
+    "achieved_beats_per_s": 2000.0,
+    "alerts": 8000,
+    "p50_ms": 20.0,
+    "p95_ms": 30.0,
+    "p99_ms": 40.0,
+    "to_detection_p50_ms": 10.0,
+    "to_detection_p99_ms": 30.0,
+    "after_detection_p50_ms": 10.0,
+    "after_detection_p99_ms": 12.0,
+    "machine_share": {},
+}
+MEMORY = {
+    "beats_scored": 1e6,
+    "rss_after_warmup_mib": 700.0,
+    "rss_final_mib": 701.0,
+    "rss_max_mib": 702.0,
+    "growth_after_warmup_mib": 1.0,
+}
 
 
 def results() -> dict[str, Any]:

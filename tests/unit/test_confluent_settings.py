@@ -54,12 +54,26 @@ def test_tls_and_sasl_map_to_librdkafka_names(
     monkeypatch: pytest.MonkeyPatch, files: dict[str, str]
 ) -> None:
     monkeypatch.setenv(SASL_PASSWORD_ENV, SECRET)
-    settings = parse([
-        "--kafka-client", "confluent", "--bootstrap-servers", "k1:9093,k2:9093",
-        "--security-protocol", "SASL_SSL", "--ssl-cafile", files["ca.pem"],
-        "--ssl-certfile", files["client.pem"], "--ssl-keyfile", files["client.key"],
-        "--sasl-mechanism", "SCRAM-SHA-512", "--sasl-username", "detector",
-    ])  # fmt: skip
+    settings = parse(
+        [
+            "--kafka-client",
+            "confluent",
+            "--bootstrap-servers",
+            "k1:9093,k2:9093",
+            "--security-protocol",
+            "SASL_SSL",
+            "--ssl-cafile",
+            files["ca.pem"],
+            "--ssl-certfile",
+            files["client.pem"],
+            "--ssl-keyfile",
+            files["client.key"],
+            "--sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--sasl-username",
+            "detector",
+        ]
+    )
     config = confluent.client_config(settings)
     assert config["bootstrap.servers"] == "k1:9093,k2:9093"
     assert config["security.protocol"] == "sasl_ssl"
@@ -110,12 +124,24 @@ def test_publisher_is_idempotent_and_partitions_keys_like_java(
 
 def test_a_bad_setting_is_one_line_without_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SASL_PASSWORD_ENV, SECRET)
-    settings = parse(["--kafka-client", "confluent", "--security-protocol", "SASL_PLAINTEXT",
-                      "--sasl-mechanism", "PLAIN", "--sasl-username", "u"])  # fmt: skip
+    settings = parse(
+        [
+            "--kafka-client",
+            "confluent",
+            "--security-protocol",
+            "SASL_PLAINTEXT",
+            "--sasl-mechanism",
+            "PLAIN",
+            "--sasl-username",
+            "u",
+        ]
+    )
     bad = KafkaSettings(
-        bootstrap_servers=settings.bootstrap_servers, security_protocol="SASL_PLAINTEXT",
-        extra={**settings.extra, "sasl_mechanism": "NOT-A-MECHANISM"}, client="confluent",
-    )  # fmt: skip
+        bootstrap_servers=settings.bootstrap_servers,
+        security_protocol="SASL_PLAINTEXT",
+        extra={**settings.extra, "sasl_mechanism": "NOT-A-MECHANISM"},
+        client="confluent",
+    )
     with pytest.raises(ClientSettingsError) as caught:
         confluent.new_publisher(bad, ALERT_PUBLISHER)
     assert "\n" not in str(caught.value) and SECRET not in str(caught.value)

@@ -49,8 +49,16 @@ def get(url: str) -> tuple[int, dict[str, str], bytes]:
 
 
 def add_alert(store: Store, stream: str, model_version: str) -> str:
-    body = {"stream": stream, "seq": 3, "ts_ms": 1, "score": 0.5, "threshold": 0.25,
-            "model_version": model_version, "partition": 0, "offset": 3}  # fmt: skip
+    body = {
+        "stream": stream,
+        "seq": 3,
+        "ts_ms": 1,
+        "score": 0.5,
+        "threshold": 0.25,
+        "model_version": model_version,
+        "partition": 0,
+        "offset": 3,
+    }
     row = parse_alert(orjson.dumps(body))
     store.add_alert(row)
     return row.alert_id

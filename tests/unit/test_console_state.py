@@ -21,18 +21,34 @@ class Clock:
 def alert(stream: str = "p-1", seq: int = 1, **fields: object) -> bytes:
     n = seq if isinstance(seq, int) else 0
     body: dict[str, object] = {
-        "alert_id": f"{stream}/{seq}/m-1", "stream": stream, "seq": seq, "ts_ms": 1000 + n,
-        "detected_ts_ms": 2000 + n, "score": 0.5, "threshold": 0.25, "model_version": "m-1",
-        "topic": "ecg-beats", "partition": 0, "offset": n, "p_value": 0.01,
+        "alert_id": f"{stream}/{seq}/m-1",
+        "stream": stream,
+        "seq": seq,
+        "ts_ms": 1000 + n,
+        "detected_ts_ms": 2000 + n,
+        "score": 0.5,
+        "threshold": 0.25,
+        "model_version": "m-1",
+        "topic": "ecg-beats",
+        "partition": 0,
+        "offset": n,
+        "p_value": 0.01,
         "explanation": {"summary": "in the QRS region", "worst_ranges": [], "regions": []},
-    }  # fmt: skip
+    }
     body.update(fields)
     return orjson.dumps(body)
 
 
 def incident(stream: str, kind: str, incident_id: str = "i-1", ts_ms: int = 5000) -> bytes:
-    return orjson.dumps({"kind": kind, "stream": stream, "incident_id": incident_id,
-                         "severity": "critical", "event_ts_ms": ts_ms})  # fmt: skip
+    return orjson.dumps(
+        {
+            "kind": kind,
+            "stream": stream,
+            "incident_id": incident_id,
+            "severity": "critical",
+            "event_ts_ms": ts_ms,
+        }
+    )
 
 
 def test_an_alert_keeps_what_the_page_shows():

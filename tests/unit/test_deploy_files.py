@@ -152,8 +152,12 @@ def test_metric_names_pass_promtool_check_metrics():
     promtool = require_tool("promtool")
     result = subprocess.run(
         [promtool, "check", "metrics"],
-        input=contract_exposition(), capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        input=contract_exposition(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -260,8 +264,15 @@ def test_dashboard_provider_loads_the_directory_compose_mounts(compose):
 
 def test_compose_has_every_service(compose):
     assert set(compose["services"]) == {
-        "kafka", "topics", "detector", "producer", "alerts", "trainer", "prometheus", "grafana",
-    }  # fmt: skip
+        "kafka",
+        "topics",
+        "detector",
+        "producer",
+        "alerts",
+        "trainer",
+        "prometheus",
+        "grafana",
+    }
 
 
 def test_images_are_pinned_and_kafka_is_official_apache_kraft(compose):
@@ -368,9 +379,15 @@ def test_dockerignore_keeps_the_context_small_and_data_out():
     assert lines[0] == "**", "allow-list: exclude everything, then re-include"
     included = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     assert included == {
-        "pyproject.toml", "constraints.txt", "README.md", "beatwatch", "producer", "detector",
-        "trainer", "models",
-    }  # fmt: skip
+        "pyproject.toml",
+        "constraints.txt",
+        "README.md",
+        "beatwatch",
+        "producer",
+        "detector",
+        "trainer",
+        "models",
+    }
     assert "**/ecg.csv" in lines and "**/*.tsv" in lines
 
 
@@ -385,8 +402,13 @@ def test_compose_sets_only_variables_the_command_reads(compose, service, command
     env = {k: v for k, v in env.items() if not k.startswith("BEATWATCH_")}
     result = subprocess.run(
         [sys.executable, "-m", "beatwatch.cli", command, "--help"],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     unknown = [
         variable

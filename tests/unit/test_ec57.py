@@ -67,9 +67,15 @@ def _record(**overrides: Any) -> RecordResult:
     scores[alerts] = 5.0
     scores[where[30403]] = 4.0  # the V beat not alerted still scores high
     args: dict[str, Any] = {
-        "name": "r1", "fs_hz": FS, "n_samples": N_SAMPLES, "ref_index": ref,
-        "ref_class": classes, "test_index": test, "test_score": scores, "test_alert": alerts,
-    }  # fmt: skip
+        "name": "r1",
+        "fs_hz": FS,
+        "n_samples": N_SAMPLES,
+        "ref_index": ref,
+        "ref_class": classes,
+        "test_index": test,
+        "test_score": scores,
+        "test_alert": alerts,
+    }
     args.update(overrides)
     return score_record(**args)
 

@@ -30,8 +30,17 @@ from beatwatch.incident_rules import (
 )
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "schemas" / "incident.schema.json"
-RULES = IncidentRules(window_beats=8, min_abnormal=5, run_beats=3, run_rate_bpm=0, critical_run_beats=5,
-                      critical_rate_bpm=100, quiet_beats=4, quiet_s=3, update_interval_s=10)  # fmt: skip
+RULES = IncidentRules(
+    window_beats=8,
+    min_abnormal=5,
+    run_beats=3,
+    run_rate_bpm=0,
+    critical_run_beats=5,
+    critical_rate_bpm=100,
+    quiet_beats=4,
+    quiet_s=3,
+    update_interval_s=10,
+)
 RR_MS = 800  # 75/min
 
 
@@ -44,9 +53,17 @@ def _beats(
     for i, c in enumerate(pattern):
         rr = fast_rr_ms if (c == "x" and fast_rr_ms) else rr_ms
         ts += rr
-        out.append(BeatVerdict(seq=first_seq + i, ts_ms=ts, score=2.0 + i / 100 if c == "x" else 0.5,
-                               ratio=(2.0 + i / 100) if c == "x" else 0.5, abnormal=c == "x",
-                               rr_prev_ms=rr, region="QRS" if c == "x" else None))  # fmt: skip
+        out.append(
+            BeatVerdict(
+                seq=first_seq + i,
+                ts_ms=ts,
+                score=2.0 + i / 100 if c == "x" else 0.5,
+                ratio=(2.0 + i / 100) if c == "x" else 0.5,
+                abnormal=c == "x",
+                rr_prev_ms=rr,
+                region="QRS" if c == "x" else None,
+            )
+        )
     return out
 
 
@@ -93,7 +110,9 @@ def test_isolated_abnormal_beats_and_couplets_open_nothing():
 def test_a_fast_long_run_is_critical_and_an_open_run_escalates_at_once():
     events, _ = _run(_beats("..xxxxx", fast_rr_ms=400))
     assert [(e["kind"], e["rule"], e["severity"]) for e in events] == [
-        ("open", "run", "warning"), ("update", "run", "critical")]  # fmt: skip
+        ("open", "run", "warning"),
+        ("update", "run", "critical"),
+    ]
     slow, _ = _run(_beats("..xxxxx", fast_rr_ms=900))
     assert [(e["kind"], e["severity"]) for e in slow] == [("open", "warning")]
 
@@ -156,9 +175,15 @@ def test_decode_refuses_what_is_not_an_event(value):
 
 @pytest.mark.parametrize(
     "change",
-    [{"min_abnormal": 9}, {"run_beats": 0}, {"critical_run_beats": 12}, {"quiet_s": -1.0},
-     {"silence_s": 0.0}, {"update_interval_s": float("nan")}],
-)  # fmt: skip
+    [
+        {"min_abnormal": 9},
+        {"run_beats": 0},
+        {"critical_run_beats": 12},
+        {"quiet_s": -1.0},
+        {"silence_s": 0.0},
+        {"update_interval_s": float("nan")},
+    ],
+)
 def test_inconsistent_rules_are_refused_with_one_line(change):
     with pytest.raises(ConfigError) as info:
         IncidentRules(**{**IncidentRules().to_dict(), **change})

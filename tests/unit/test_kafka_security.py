@@ -55,8 +55,18 @@ def test_tls_files_reach_every_client(pem: Path, tmp_path: Path):
     cert, key = tmp_path / "client.pem", tmp_path / "client.key"
     cert.write_text("cert")
     key.write_text("key")
-    settings = parse(["--security-protocol", "SSL", "--ssl-cafile", str(pem),
-                      "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)])  # fmt: skip
+    settings = parse(
+        [
+            "--security-protocol",
+            "SSL",
+            "--ssl-cafile",
+            str(pem),
+            "--ssl-certfile",
+            str(cert),
+            "--ssl-keyfile",
+            str(key),
+        ]
+    )
     kwargs = settings.client_kwargs()
     assert kwargs["security_protocol"] == "SSL"
     assert kwargs["ssl_cafile"] == str(pem)
@@ -66,8 +76,18 @@ def test_tls_files_reach_every_client(pem: Path, tmp_path: Path):
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
 def test_sasl_password_from_the_environment(monkeypatch, pem, mechanism):
     monkeypatch.setenv(SASL_PASSWORD_ENV, SECRET)
-    settings = parse(["--security-protocol", "SASL_SSL", "--ssl-cafile", str(pem),
-                      "--sasl-mechanism", mechanism, "--sasl-username", "detector"])  # fmt: skip
+    settings = parse(
+        [
+            "--security-protocol",
+            "SASL_SSL",
+            "--ssl-cafile",
+            str(pem),
+            "--sasl-mechanism",
+            mechanism,
+            "--sasl-username",
+            "detector",
+        ]
+    )
     kwargs = settings.client_kwargs()
     assert kwargs["sasl_mechanism"] == mechanism
     assert kwargs["sasl_plain_username"] == "detector"
@@ -77,8 +97,18 @@ def test_sasl_password_from_the_environment(monkeypatch, pem, mechanism):
 def test_sasl_password_from_a_file_first_line_only(tmp_path):
     secret_file = tmp_path / "password"
     secret_file.write_text(SECRET + "\n")
-    settings = parse(["--security-protocol", "SASL_SSL", "--sasl-mechanism", "SCRAM-SHA-512",
-                      "--sasl-username", "u", "--sasl-password-file", str(secret_file)])  # fmt: skip
+    settings = parse(
+        [
+            "--security-protocol",
+            "SASL_SSL",
+            "--sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--sasl-username",
+            "u",
+            "--sasl-password-file",
+            str(secret_file),
+        ]
+    )
     assert settings.client_kwargs()["sasl_plain_password"] == SECRET
 
 
@@ -93,24 +123,58 @@ def test_options_come_from_beatwatch_variables(monkeypatch, tmp_path):
 
 
 BAD: list[tuple[dict[str, str], str]] = [
-    ({"security_protocol": "SSL", "ssl_cafile": "/nonexistent/ca.pem"}, "--ssl-cafile: no such file"),
+    (
+        {"security_protocol": "SSL", "ssl_cafile": "/nonexistent/ca.pem"},
+        "--ssl-cafile: no such file",
+    ),
     ({"ssl_cafile": "CA"}, "TLS options need SSL or SASL_SSL"),
-    ({"security_protocol": "SASL_PLAINTEXT", "ssl_cafile": "CA"}, "TLS options need SSL or SASL_SSL"),
-    ({"security_protocol": "SSL", "ssl_keyfile": "CA"}, "--ssl-keyfile given without --ssl-certfile"),
+    (
+        {"security_protocol": "SASL_PLAINTEXT", "ssl_cafile": "CA"},
+        "TLS options need SSL or SASL_SSL",
+    ),
+    (
+        {"security_protocol": "SSL", "ssl_keyfile": "CA"},
+        "--ssl-keyfile given without --ssl-certfile",
+    ),
     ({"sasl_mechanism": "PLAIN"}, "SASL options need SASL_PLAINTEXT or SASL_SSL"),
     ({"sasl_username": "u"}, "SASL options need SASL_PLAINTEXT or SASL_SSL"),
     ({"security_protocol": "SASL_SSL"}, "needs --sasl-mechanism"),
     ({"security_protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI"}, "needs --sasl-mechanism"),
     ({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}, "needs --sasl-username"),
-    ({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_username": "u"}, "needs a password"),
-    ({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_username": "u",
-      "sasl_password_file": "/nonexistent/pw"}, "--sasl-password-file: no such file"),
-    ({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_username": "u",
-      "sasl_password_file": "PW", "sasl_password": SECRET}, "not both"),
-    ({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_username": "u",
-      "sasl_password_file": "EMPTY"}, "is empty"),
+    (
+        {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_username": "u"},
+        "needs a password",
+    ),
+    (
+        {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "PLAIN",
+            "sasl_username": "u",
+            "sasl_password_file": "/nonexistent/pw",
+        },
+        "--sasl-password-file: no such file",
+    ),
+    (
+        {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "PLAIN",
+            "sasl_username": "u",
+            "sasl_password_file": "PW",
+            "sasl_password": SECRET,
+        },
+        "not both",
+    ),
+    (
+        {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "PLAIN",
+            "sasl_username": "u",
+            "sasl_password_file": "EMPTY",
+        },
+        "is empty",
+    ),
     ({"security_protocol": "TLS"}, "--security-protocol 'TLS'"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("fields", "message"), BAD)
@@ -129,8 +193,9 @@ def test_inconsistent_settings_are_one_clear_line(fields, message, pem, tmp_path
 
 def test_repr_never_shows_the_password(monkeypatch):
     monkeypatch.setenv(SASL_PASSWORD_ENV, SECRET)
-    settings = parse(["--security-protocol", "SASL_SSL", "--sasl-mechanism", "PLAIN",
-                      "--sasl-username", "u"])  # fmt: skip
+    settings = parse(
+        ["--security-protocol", "SASL_SSL", "--sasl-mechanism", "PLAIN", "--sasl-username", "u"]
+    )
     assert SECRET not in repr(settings) and SECRET not in str(settings)
     assert SECRET not in f"{settings}" and "***" in repr(settings)
 
@@ -138,9 +203,14 @@ def test_repr_never_shows_the_password(monkeypatch):
 def test_registered_secrets_are_redacted_from_log_lines():
     SecretRedactor.register(SECRET)
     record = logging.LogRecord(
-        "kafka.conn", logging.DEBUG, __file__, 1, "config %s", ({"sasl_plain_password": SECRET},),
+        "kafka.conn",
+        logging.DEBUG,
+        __file__,
+        1,
+        "config %s",
+        ({"sasl_plain_password": SECRET},),
         None,
-    )  # fmt: skip
+    )
     assert SecretRedactor().filter(record)
     assert SECRET not in record.getMessage() and "***" in record.getMessage()
 
@@ -152,8 +222,9 @@ def test_cli_logging_keeps_kafka_debug_off_and_redacts(level, monkeypatch, capsy
     root.handlers.clear()
     try:
         monkeypatch.setenv(SASL_PASSWORD_ENV, SECRET)
-        parse(["--security-protocol", "SASL_SSL", "--sasl-mechanism", "PLAIN",
-               "--sasl-username", "u"])  # fmt: skip
+        parse(
+            ["--security-protocol", "SASL_SSL", "--sasl-mechanism", "PLAIN", "--sasl-username", "u"]
+        )
         configure_logging(level)
         # kafka-python's config dump is at DEBUG: never emitted, even at --log-level DEBUG.
         assert not logging.getLogger("kafka.consumer.group").isEnabledFor(logging.DEBUG)

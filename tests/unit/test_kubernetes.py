@@ -138,9 +138,10 @@ def most_detectors(resources: list[Resource]) -> int:
     """The most detector pods the overlay can run at once, a rollout's surge included."""
     detector = one(resources, "Deployment", "beatwatch-detector")
     scaled = [
-        s for s in find(resources, "ScaledObject")
+        s
+        for s in find(resources, "ScaledObject")
         if s["spec"]["scaleTargetRef"]["name"] == "beatwatch-detector"
-    ]  # fmt: skip
+    ]
     replicas = scaled[0]["spec"]["maxReplicaCount"] if scaled else detector["spec"]["replicas"]
     surge = detector["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
     if isinstance(surge, str):  # a percentage of the replicas, rounded up
@@ -158,8 +159,15 @@ def test_every_overlay_renders_to_namespaced_resources(rendered):
             if resource["kind"] != "Namespace":
                 assert resource["metadata"].get("namespace"), f"{name}: {resource['kind']}"
     kinds = {r["kind"] for r in rendered["overlays/production"]}
-    assert {"ScaledObject", "KafkaTopic", "PodMonitor", "PrometheusRule",
-            "PodDisruptionBudget", "Service", "TriggerAuthentication"} <= kinds  # fmt: skip
+    assert {
+        "ScaledObject",
+        "KafkaTopic",
+        "PodMonitor",
+        "PrometheusRule",
+        "PodDisruptionBudget",
+        "Service",
+        "TriggerAuthentication",
+    } <= kinds
     assert "ScaledObject" not in {r["kind"] for r in rendered["overlays/small"]}
 
 
@@ -202,9 +210,12 @@ def test_custom_resources_pass_check_jsonschema_against_vendored_schemas(rendere
             path.write_text(yaml.safe_dump(resource), encoding="utf-8")
             by_schema.setdefault(schema, []).append(path)
     assert {p.name.split("_")[-1] for p in by_schema} == {
-        "ScaledObject.json", "TriggerAuthentication.json", "PodMonitor.json",
-        "PrometheusRule.json", "KafkaTopic.json",
-    }  # fmt: skip
+        "ScaledObject.json",
+        "TriggerAuthentication.json",
+        "PodMonitor.json",
+        "PrometheusRule.json",
+        "KafkaTopic.json",
+    }
     for schema, instances in by_schema.items():
         result = check_jsonschema(schema, instances)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -267,11 +278,23 @@ def test_checkov_passes_manifests_and_dockerfile_with_every_skip_explained(rende
         path.write_text(yaml.safe_dump_all(resources), encoding="utf-8")
     shutil.copy(DEPLOY / "Dockerfile", tmp_path / "Dockerfile")
     result = subprocess.run(
-        [checkov, "-d", str(tmp_path), "--framework", "kubernetes", "dockerfile",
-         "--skip-download", "-o", "json"],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            checkov,
+            "-d",
+            str(tmp_path),
+            "--framework",
+            "kubernetes",
+            "dockerfile",
+            "--skip-download",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
         env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
-    )  # fmt: skip
+    )
     reports = json.loads(result.stdout)
     reports = reports if isinstance(reports, list) else [reports]
     assert {r["check_type"] for r in reports} == {"kubernetes", "dockerfile"}, result.stderr
@@ -468,8 +491,10 @@ def test_settings_are_compose_settings(rendered, compose):
                     continue
                 assert env[variable] == compose_default(str(value)), f"{service}: {variable}"
             model = env.get("BEATWATCH_MODEL")
-            assert model in (None, compose_default(compose["services"]["detector"]["environment"]
-                             ["BEATWATCH_MODEL"])) or model.startswith("/models/")  # fmt: skip
+            assert model in (
+                None,
+                compose_default(compose["services"]["detector"]["environment"]["BEATWATCH_MODEL"]),
+            ) or model.startswith("/models/")
 
 
 @pytest.mark.parametrize("command", ["detect", "produce", "train", "topics"])
@@ -477,18 +502,25 @@ def test_every_variable_is_read_by_the_command_it_is_given_to(rendered, command)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEATWATCH_")}
     result = subprocess.run(
         [sys.executable, "-m", "beatwatch.cli", command, "--help"],
-        capture_output=True, text=True, env={**env, "COLUMNS": "300"}, cwd=REPO, timeout=120,
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "300"},
+        cwd=REPO,
+        timeout=120,
         check=False,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     for name, resources in rendered.items():
         for _, container in workload_containers(resources):
             if container["args"] != [command]:
                 continue
             unknown = [
-                v for v in container_env(resources, container)
-                if v.startswith("BEATWATCH_") and v not in NOT_FLAGS and f"[{v}" not in result.stdout
-            ]  # fmt: skip
+                v
+                for v in container_env(resources, container)
+                if v.startswith("BEATWATCH_")
+                and v not in NOT_FLAGS
+                and f"[{v}" not in result.stdout
+            ]
             assert not unknown, f"{name}: `beatwatch {command}` has no option for {unknown}"
 
 

@@ -117,9 +117,19 @@ def test_activate_refuses_another_input_length(two: tuple[Path, Path], tmp_path:
 
 
 @pytest.mark.parametrize(
-    "pointer", ["", "x", "versions", "versions/..", "versions/.tmp", "/etc/versions/x",
-                "versions/a/b", "../versions/a", "v" * 2000]
-)  # fmt: skip
+    "pointer",
+    [
+        "",
+        "x",
+        "versions",
+        "versions/..",
+        "versions/.tmp",
+        "/etc/versions/x",
+        "versions/a/b",
+        "../versions/a",
+        "v" * 2000,
+    ],
+)
 def test_pointer_must_name_one_version(tmp_path: Path, pointer: str) -> None:
     (tmp_path / POINTER_FILE).write_text(pointer + "\n")
     with pytest.raises(ArtifactError, match="must name one directory"):

@@ -32,10 +32,19 @@ SCHEMA = json.loads(
 )
 L = 40
 RULES = PatientRules(
-    region_start=10, region_end=30, input_scale=1.0, population_ref=0.05, n_leads=1,
-    scale_beats=8, learn_s=20.0, learn_min_beats=10, learn_max_beats=64,
-    template_alpha=0.01, rr_beats=16, v_threshold=2.0,
-)  # fmt: skip
+    region_start=10,
+    region_end=30,
+    input_scale=1.0,
+    population_ref=0.05,
+    n_leads=1,
+    scale_beats=8,
+    learn_s=20.0,
+    learn_min_beats=10,
+    learn_max_beats=64,
+    template_alpha=0.01,
+    rr_beats=16,
+    v_threshold=2.0,
+)
 TOPIC = "beats"
 
 
@@ -89,9 +98,13 @@ def beats_of(name: str, n: int, seed: int) -> StreamBeats:
 
 def record(stream: str, beats: StreamBeats, i: int, partition: int, offset: int) -> ConsumedRecord:
     beat = Beat(
-        stream=stream, seq=int(beats.seq[i]), ts_ms=int(beats.ts_ms[i]), samples=beats.samples[i],
-        rr_prev_ms=float(beats.rr_prev_ms[i]), rr_local_ms=float(beats.rr_prev_ms[i]),
-    )  # fmt: skip
+        stream=stream,
+        seq=int(beats.seq[i]),
+        ts_ms=int(beats.ts_ms[i]),
+        samples=beats.samples[i],
+        rr_prev_ms=float(beats.rr_prev_ms[i]),
+        rr_local_ms=float(beats.rr_prev_ms[i]),
+    )
     key, value, headers = encode(beat, "binary" if offset % 2 else "json")
     return ConsumedRecord(TOPIC, partition, offset, key, value, headers)
 
@@ -151,8 +164,11 @@ def offline(streams: dict[str, tuple[int, StreamBeats]]) -> Got:
     return want
 
 
-STREAMS = {"a": (0, beats_of("a", 120, 0)), "b": (1, beats_of("b", 90, 1)),
-           "c": (0, beats_of("c", 100, 2))}  # fmt: skip
+STREAMS = {
+    "a": (0, beats_of("a", 120, 0)),
+    "b": (1, beats_of("b", 90, 1)),
+    "c": (0, beats_of("c", 100, 2)),
+}
 
 
 @pytest.mark.parametrize("sizes", [[1], [7], [500], [3, 50, 1, 19]])
@@ -195,9 +211,11 @@ def test_a_state_from_another_model_version_is_learned_again() -> None:
     name, (_, beats) = "a", STREAMS["a"]
     later = [i for i, s in enumerate(beats.seq.tolist()) if (name, s) in rest]
     fresh = scorer.score_beats(
-        stream_beats(beats.seq[later], beats.ts_ms[later], beats.samples[later],
-                     beats.rr_prev_ms[later]), None,
-    )  # fmt: skip
+        stream_beats(
+            beats.seq[later], beats.ts_ms[later], beats.samples[later], beats.rr_prev_ms[later]
+        ),
+        None,
+    )
     assert [rest[(name, int(beats.seq[i]))][0] for i in later] == fresh.scores.tolist()
 
 
@@ -248,9 +266,11 @@ def test_a_beat_the_model_cannot_score_is_dead_lettered_and_never_learned() -> N
     assert outcome.beats is not None and 40 not in outcome.beats.seqs
     keep = [i for i in range(len(beats.seq)) if i != 40]
     want = scoring.scorer.score_beats(
-        stream_beats(beats.seq[keep], beats.ts_ms[keep], beats.samples[keep],
-                     beats.rr_prev_ms[keep]), None,
-    )  # fmt: skip
+        stream_beats(
+            beats.seq[keep], beats.ts_ms[keep], beats.samples[keep], beats.rr_prev_ms[keep]
+        ),
+        None,
+    )
     assert outcome.beats.scores == want.scores.tolist()
     state.apply(outcome)
     assert state.records[0]["a"][PART]["state"] == want.state
@@ -258,11 +278,20 @@ def test_a_beat_the_model_cannot_score_is_dead_lettered_and_never_learned() -> N
 
 def test_the_alert_schema_keeps_old_alerts_valid_and_a_negative_score_only_with_a_kind() -> None:
     old = {
-        "alert_id": "p/1/m", "stream": "p", "seq": 1, "ts_ms": 5, "detected_ts_ms": 6,
-        "score": 0.02, "threshold": 0.01, "score_ratio": 2.0, "model_version": "m",
-        "topic": "t", "partition": 0, "offset": 3,
+        "alert_id": "p/1/m",
+        "stream": "p",
+        "seq": 1,
+        "ts_ms": 5,
+        "detected_ts_ms": 6,
+        "score": 0.02,
+        "threshold": 0.01,
+        "score_ratio": 2.0,
+        "model_version": "m",
+        "topic": "t",
+        "partition": 0,
+        "offset": 3,
         "explanation": {"summary": "s", "worst_ranges": [], "regions": []},
-    }  # fmt: skip
+    }
     jsonschema.validate(old, SCHEMA)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**old, "score": -0.5}, SCHEMA)

@@ -156,9 +156,11 @@ def test_deduplicator_drops_repeats_within_its_window():
 def test_a_batch_linger_past_its_limit_is_a_config_error(linger_ms, max_poll_interval_ms, limit_ms):
     def settings(linger: int) -> DetectorSettings:
         return DetectorSettings(
-            kafka=KafkaSettings(bootstrap_servers="127.0.0.1:9092"), model_dir=Path("m"),
-            batch_linger_ms=linger, max_poll_interval_ms=max_poll_interval_ms,
-        )  # fmt: skip
+            kafka=KafkaSettings(bootstrap_servers="127.0.0.1:9092"),
+            model_dir=Path("m"),
+            batch_linger_ms=linger,
+            max_poll_interval_ms=max_poll_interval_ms,
+        )
 
     assert settings(limit_ms).batch_linger_ms == limit_ms
     with pytest.raises(ConfigError, match=f"--batch-linger-ms {linger_ms} is over {limit_ms} ms"):

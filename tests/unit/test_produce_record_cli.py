@@ -62,9 +62,13 @@ def test_beats_from_annotations_need_annotations(capsys, tmp_path, record, model
     for suffix in (".hea", ".dat"):
         (tmp_path / f"syn2{suffix}").write_bytes(Path(f"{record}{suffix}").read_bytes())
     err = _refused(
-        capsys, "--record", str(tmp_path / "syn2"), "--model", str(model_dir),
+        capsys,
+        "--record",
+        str(tmp_path / "syn2"),
+        "--model",
+        str(model_dir),
         "--beats-from-annotations",
-    )  # fmt: skip
+    )
     assert "has no annotations" in err
 
 
@@ -75,8 +79,9 @@ def test_a_missing_lead_is_refused(capsys, tmp_path, record):
 
 
 def test_streams_interleave_by_signal_time_and_loop_continues_time(record):
-    records = load_records([str(record), str(record)], Segmentation(), fs_hz=None,
-                           from_annotations=False)  # fmt: skip
+    records = load_records(
+        [str(record), str(record)], Segmentation(), fs_hz=None, from_annotations=False
+    )
     assert [r.stream for r in records] == ["syn2", "syn2-2"]
     assert stream_names([read_wfdb(record)] * 3) == ["syn2", "syn2-2", "syn2-3"]
     beats = list(merge_streams(records, Segmentation(), start_ms=1_000_000))
@@ -108,7 +113,11 @@ def test_a_csv_signal_streams_beats_without_labels(tmp_path, record):
     beats = list(merge_streams(records, Segmentation(), start_ms=0))
     assert records[0].stream == "ward7" and len(beats) > 20
     assert all(b.beat.label is None and b.beat.beat_class is None for b in beats)
-    from_wfdb = list(merge_streams(load_records([str(record)], Segmentation(), fs_hz=None,
-                                                from_annotations=False), Segmentation(),
-                                   start_ms=0))  # fmt: skip
+    from_wfdb = list(
+        merge_streams(
+            load_records([str(record)], Segmentation(), fs_hz=None, from_annotations=False),
+            Segmentation(),
+            start_ms=0,
+        )
+    )
     assert [b.beat.r_index for b in beats] == [b.beat.r_index for b in from_wfdb]

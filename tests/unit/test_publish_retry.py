@@ -41,15 +41,20 @@ def settings() -> DetectorSettings:
     # No state step: these tests count the loop's own messages (tests/unit/test_stream_state.py
     # covers the step with fakes).
     return DetectorSettings(
-        kafka=KafkaSettings(), model_dir=MODEL_DIR, metrics_port=-1, publish_retry_backoff_s=0,
+        kafka=KafkaSettings(),
+        model_dir=MODEL_DIR,
+        metrics_port=-1,
+        publish_retry_backoff_s=0,
         incidents=False,
-    )  # fmt: skip
+    )
 
 
 def connected(
-    settings: DetectorSettings, registry: CollectorRegistry, consumer: FakeConsumer,
+    settings: DetectorSettings,
+    registry: CollectorRegistry,
+    consumer: FakeConsumer,
     publisher: FakePublisher,
-) -> Detector:  # fmt: skip
+) -> Detector:
     detector = Detector(settings, registry)
     detector.consumer, detector.producer = consumer, publisher
     consumer.subscribe(
@@ -146,8 +151,12 @@ def test_steps_see_each_batch_publish_with_it_and_hear_of_commits_and_rebalances
     consumer.rebalance([P1], [])
 
     assert step.calls == [
-        "assigned [0, 1]", "before_poll", "on_batch 2", "after_commit True", "revoked [1]",
-    ]  # fmt: skip
+        "assigned [0, 1]",
+        "before_poll",
+        "on_batch 2",
+        "after_commit True",
+        "revoked [1]",
+    ]
     assert [topic for topic, _ in publisher.sent] == ["ecg-alerts", "ecg-alerts", "ecg-incidents"]
     assert consumer.commits == [{("ecg-beats", 1): 8, ("ecg-beats", 0): 9}]
     assert detector.assignment.partitions == {P0}

@@ -26,10 +26,30 @@ def record(ecg, tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize(
     ("symbol", "cls"),
-    [("N", "N"), ("L", "N"), ("R", "N"), ("e", "N"), ("j", "N"), ("A", "S"), ("a", "S"),
-     ("J", "S"), ("S", "S"), ("V", "V"), ("E", "V"), ("F", "F"), ("/", "Q"), ("f", "Q"),
-     ("Q", "Q"), ("+", None), ("~", None), ("|", None), ("[", None), ("!", None), ("x", None)],
-)  # fmt: skip
+    [
+        ("N", "N"),
+        ("L", "N"),
+        ("R", "N"),
+        ("e", "N"),
+        ("j", "N"),
+        ("A", "S"),
+        ("a", "S"),
+        ("J", "S"),
+        ("S", "S"),
+        ("V", "V"),
+        ("E", "V"),
+        ("F", "F"),
+        ("/", "Q"),
+        ("f", "Q"),
+        ("Q", "Q"),
+        ("+", None),
+        ("~", None),
+        ("|", None),
+        ("[", None),
+        ("!", None),
+        ("x", None),
+    ],
+)
 def test_aami_classes_follow_ec57(symbol, cls):
     assert aami_class(symbol) == cls
 
@@ -48,8 +68,9 @@ def test_wfdb_record_with_annotations(record, ecg):
 
 
 def test_leads_are_picked_by_name_whatever_their_order(tmp_path, ecg):
-    swapped = SyntheticEcg(ecg.signal[:, ::-1].copy(), ecg.r_index, ecg.symbols,
-                           lead_names=("V5", "MLII"))  # fmt: skip  # like record 114
+    swapped = SyntheticEcg(
+        ecg.signal[:, ::-1].copy(), ecg.r_index, ecg.symbols, lead_names=("V5", "MLII")
+    )  # like record 114
     rec = read_wfdb(write_wfdb(swapped, tmp_path, "r114"))
     assert rec.lead_index() == 1 and rec.lead_index("MLII") == 1 and rec.lead_index("V5") == 0
     np.testing.assert_allclose(rec.lead(), ecg.signal[:, 0], atol=0.003)

@@ -115,8 +115,9 @@ def test_delete_writes_a_tombstone():
     assert store.changes() == [Change(0, b"a", None)]
 
 
-@pytest.mark.parametrize("value", [b"[]", b"{", b'{"v": 1}', b'{"v": 1, "seq": "3"}',
-                                   b'{"v": 1, "seq": true}'])  # fmt: skip
+@pytest.mark.parametrize(
+    "value", [b"[]", b"{", b'{"v": 1}', b'{"v": 1, "seq": "3"}', b'{"v": 1, "seq": true}']
+)
 def test_decode_refuses_what_is_not_a_state_record(value):
     with pytest.raises(StateFormatError):
         decode_record(value)

@@ -19,8 +19,16 @@ from detector.scored_beats import ScoredBeats
 from detector.stream_state import StateSettings, StreamStateStep
 
 BEATS = "beats"
-RULES = IncidentRules(window_beats=8, min_abnormal=5, run_beats=3, run_rate_bpm=0,
-                      quiet_beats=4, quiet_s=3, update_interval_s=10, silence_s=30)  # fmt: skip
+RULES = IncidentRules(
+    window_beats=8,
+    min_abnormal=5,
+    run_beats=3,
+    run_rate_bpm=0,
+    quiet_beats=4,
+    quiet_s=3,
+    update_interval_s=10,
+    silence_s=30,
+)
 
 
 @dataclass
@@ -42,8 +50,12 @@ class FakeBroker:
         log.append(FakeRecord(key, value, len(log)))
 
     def values(self, topic: str) -> list[bytes]:
-        return [r.value for p in sorted(self.logs.get(topic, {})) for r in self.logs[topic][p]
-                if r.value is not None]  # fmt: skip
+        return [
+            r.value
+            for p in sorted(self.logs.get(topic, {}))
+            for r in self.logs[topic][p]
+            if r.value is not None
+        ]
 
 
 class FakeDelivery:
@@ -120,24 +132,33 @@ class Clock:
 def _step(broker: FakeBroker, clock: Clock, lag: int | None = 0) -> StreamStateStep:
     publisher = FakePublisher(broker)
     return StreamStateStep(
-        StateSettings(beats_topic=BEATS, state_topic="state", incidents_topic="incidents",
-                      rules=RULES),
+        StateSettings(
+            beats_topic=BEATS, state_topic="state", incidents_topic="incidents", rules=RULES
+        ),
         DetectorMetrics(CollectorRegistry()),
         model_version=lambda: "mv",
         new_reader=lambda: FakeReader(broker),
         publisher=lambda: publisher,  # type: ignore[arg-type,return-value]
         lag=lambda p: lag,
         wall_ms=clock,
-    )  # fmt: skip
+    )
 
 
 def _batch(beats: list[tuple[int, str, int, bool]]) -> BatchOutcome:
     """(partition, stream, seq, abnormal) rows; beats 800 ms apart by seq."""
     scored = ScoredBeats()
     for partition, stream, seq, abnormal in beats:
-        scored.add(partition=partition, stream=stream, seq=seq, ts_ms=1_000_000 + 800 * seq,
-                   score=2.0 if abnormal else 0.5, ratio=2.0 if abnormal else 0.5,
-                   abnormal=abnormal, rr_prev_ms=800.0, region="QRS" if abnormal else None)  # fmt: skip
+        scored.add(
+            partition=partition,
+            stream=stream,
+            seq=seq,
+            ts_ms=1_000_000 + 800 * seq,
+            score=2.0 if abnormal else 0.5,
+            ratio=2.0 if abnormal else 0.5,
+            abnormal=abnormal,
+            rr_prev_ms=800.0,
+            region="QRS" if abnormal else None,
+        )
     outcome = BatchOutcome()
     outcome.beats = scored
     return outcome
@@ -162,8 +183,10 @@ def _pattern(partition: int, stream: str, text: str, first: int = 0):
 
 
 def _events(broker: FakeBroker) -> list[tuple[str, str, int]]:
-    return [(e["incident_id"], e["kind"], e["event_seq"])
-            for e in map(decode_incident, broker.values("incidents"))]  # fmt: skip
+    return [
+        (e["incident_id"], e["kind"], e["event_seq"])
+        for e in map(decode_incident, broker.values("incidents"))
+    ]
 
 
 def test_beats_of_two_partitions_open_incidents_and_write_the_changelog_to_their_partition():
@@ -173,7 +196,9 @@ def test_beats_of_two_partitions_open_incidents_and_write_the_changelog_to_their
     assert _publish(step, broker, _batch(_pattern(0, "a", "..xxx") + _pattern(1, "b", "xxx")))
     assert _events(broker) == [("incident/a/2/mv", "open", 0), ("incident/b/0/mv", "open", 0)]
     assert {p: [r.key for r in log] for p, log in broker.logs["state"].items()} == {
-        0: [b"a"], 1: [b"b"]}  # fmt: skip
+        0: [b"a"],
+        1: [b"b"],
+    }
     assert step._metrics.incidents_open._value.get() == 2
 
 
@@ -213,8 +238,11 @@ def test_a_crash_after_the_publish_loses_nothing_and_splits_nothing():
     events = _events(broker)
     # The open may repeat (same id, same event_seq); there is one incident, then its close.
     assert {e for e in events} == {("incident/a/0/mv", "open", 0), ("incident/a/0/mv", "close", 1)}
-    opens = [decode_incident(v) for v in broker.values("incidents")
-             if decode_incident(v)["kind"] == "open"]  # fmt: skip
+    opens = [
+        decode_incident(v)
+        for v in broker.values("incidents")
+        if decode_incident(v)["kind"] == "open"
+    ]
     assert all(o == opens[0] for o in opens)
 
 
@@ -269,7 +297,12 @@ def test_restore_reads_to_the_end_in_small_fetches_and_times_out_when_the_end_ne
         broker.append("state", 2, b"k", str(i).encode())
     reader = FakeReader(broker)
     assert [v for _, v in read_partition(reader, Partition("state", 2), 5.0)] == [
-        b"0", b"1", b"2", b"3", b"4"]  # fmt: skip
+        b"0",
+        b"1",
+        b"2",
+        b"3",
+        b"4",
+    ]
 
     class Stuck(FakeReader):
         def lag(self, partition: Partition) -> int | None:

@@ -106,9 +106,11 @@ def test_retrying_an_absent_broker_leaks_no_threads() -> None:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     settings = DetectorSettings(
-        kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}"), model_dir=MODEL_DIR,
-        metrics_port=-1, retry_backoff_max_s=0.2,
-    )  # fmt: skip
+        kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}"),
+        model_dir=MODEL_DIR,
+        metrics_port=-1,
+        retry_backoff_max_s=0.2,
+    )
     registry = CollectorRegistry()
     detector = Detector(settings, registry)
     stop = threading.Event()

@@ -22,8 +22,15 @@ def parse(*argv: str, monkeypatch: pytest.MonkeyPatch) -> argparse.Namespace:
 
 
 def test_five_topics_one_partition_count_and_a_compacted_changelog(monkeypatch):
-    args = parse("--partitions", "12", "--min-insync-replicas", "2", "--retention-ms", "1000",
-                 monkeypatch=monkeypatch)  # fmt: skip
+    args = parse(
+        "--partitions",
+        "12",
+        "--min-insync-replicas",
+        "2",
+        "--retention-ms",
+        "1000",
+        monkeypatch=monkeypatch,
+    )
     specs = {spec.name: spec for spec in topic_specs(args)}
     assert set(specs) == {BEATS_TOPIC, ALERTS_TOPIC, DLQ_TOPIC, INCIDENTS_TOPIC, STATE_TOPIC}
     assert {spec.partitions for spec in specs.values()} == {12}
@@ -40,7 +47,14 @@ def test_broker_defaults_when_not_asked(monkeypatch):
 
 
 def test_refused_before_any_connection(monkeypatch):
-    args = parse("--bootstrap-servers", "192.0.2.1:1", "--replication-factor", "1",
-                 "--min-insync-replicas", "2", monkeypatch=monkeypatch)  # fmt: skip
+    args = parse(
+        "--bootstrap-servers",
+        "192.0.2.1:1",
+        "--replication-factor",
+        "1",
+        "--min-insync-replicas",
+        "2",
+        monkeypatch=monkeypatch,
+    )
     with pytest.raises(ConfigError, match="exceeds --replication-factor"):
         main(args)

@@ -25,14 +25,20 @@ def test_round_trip_keeps_every_field(fmt, label):
     decoded = decode(key, value, headers, expected_length=LENGTH)
     assert key == b"p-0007"
     assert (decoded.stream, decoded.seq, decoded.ts_ms, decoded.label) == (
-        "p-0007", 1234, 1763822400123, label,
-    )  # fmt: skip
+        "p-0007",
+        1234,
+        1763822400123,
+        label,
+    )
     np.testing.assert_array_equal(decoded.samples, beat.samples)
     assert decoded.samples.dtype == np.float32
 
 
-@given(st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), min_size=LENGTH,
-                max_size=LENGTH))  # fmt: skip
+@given(
+    st.lists(
+        st.floats(width=32, allow_nan=False, allow_infinity=False), min_size=LENGTH, max_size=LENGTH
+    )
+)
 def test_json_samples_decode_to_the_very_float32_values_encoded(values):
     """Samples go out as shortest float32 decimals: reading them back must lose no bit."""
     beat = Beat(stream="p-1", seq=1, ts_ms=1, samples=np.array(values, dtype=np.float32))
@@ -85,8 +91,12 @@ def test_json_matches_the_documented_shape():
 
 def json_value(**overrides: object) -> bytes:
     body: dict[str, object] = {
-        "stream": "p-1", "seq": 1, "ts_ms": 5, "samples": [0.5] * LENGTH, "label": 1,
-    }  # fmt: skip
+        "stream": "p-1",
+        "seq": 1,
+        "ts_ms": 5,
+        "samples": [0.5] * LENGTH,
+        "label": 1,
+    }
     body.update(overrides)
     return orjson.dumps({k: v for k, v in body.items() if v is not ...})
 
@@ -168,8 +178,13 @@ def hostile_json(samples: object, **overrides: object) -> bytes:
     return json_value(samples=samples, **overrides)
 
 
-def binary_value(seq: int = 1, ts_ms: int = 5, label: int = 1, version: int = 1,
-                 samples: np.ndarray | None = None) -> bytes:  # fmt: skip
+def binary_value(
+    seq: int = 1,
+    ts_ms: int = 5,
+    label: int = 1,
+    version: int = 1,
+    samples: np.ndarray | None = None,
+) -> bytes:
     body = np.linspace(-1, 1, LENGTH, dtype="<f4") if samples is None else samples
     return BINARY_PREFIX.pack(seq, ts_ms, label, version, 0) + body.astype("<f4").tobytes()
 
@@ -219,8 +234,10 @@ def batch_verdicts(messages: list[Msg]) -> list[tuple[str, object]]:
     out: list[tuple[str, object]] = [("missing", None)] * len(messages)
     for row, index in enumerate(decoded.index):
         beat = decoded.beat(row)
-        out[index] = ("accepted", (beat.stream, beat.seq, beat.ts_ms, beat.label,
-                                   beat.samples.tobytes()))  # fmt: skip
+        out[index] = (
+            "accepted",
+            (beat.stream, beat.seq, beat.ts_ms, beat.label, beat.samples.tobytes()),
+        )
     for index, exc in decoded.rejected:
         assert isinstance(exc, InvalidBeat)
         out[index] = ("refused", exc.reason)

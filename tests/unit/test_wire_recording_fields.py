@@ -57,8 +57,10 @@ def test_recording_fields_survive_a_round_trip(fmt, extra):
     np.testing.assert_array_equal(decoded.samples, original.samples)
     got = decode_batch([Msg(key, value, headers)], expected_length=LENGTH).beat(0)
     assert (got.rr_prev_ms, got.rr_local_ms, got.beat_class) == (
-        decoded.rr_prev_ms, decoded.rr_local_ms, decoded.beat_class,
-    )  # fmt: skip
+        decoded.rr_prev_ms,
+        decoded.rr_local_ms,
+        decoded.beat_class,
+    )
 
 
 def test_a_beat_without_them_stays_binary_version_1_byte_for_byte():
@@ -123,17 +125,16 @@ def test_bad_binary_version_2_fields_are_refused(extension):
 
 def test_a_mixed_batch_decodes_like_one_message_at_a_time():
     variants = [beat(), beat(**FULL), beat(rr_prev_ms=400.0), beat(beat_class="S")]
-    messages = [
-        Msg(*encode(b, fmt))
-        for b in variants
-        for fmt in ("json", "binary")
-    ]  # fmt: skip
+    messages = [Msg(*encode(b, fmt)) for b in variants for fmt in ("json", "binary")]
     batch = decode_batch(messages, expected_length=LENGTH)
     assert batch.index == list(range(len(messages)))
     for row, message in enumerate(messages):
         one = decode(message.key, message.value, message.headers, expected_length=LENGTH)
         got = batch.beat(row)
         assert (got.rr_prev_ms, got.rr_local_ms, got.beat_class, got.label) == (
-            one.rr_prev_ms, one.rr_local_ms, one.beat_class, one.label,
-        )  # fmt: skip
+            one.rr_prev_ms,
+            one.rr_local_ms,
+            one.beat_class,
+            one.label,
+        )
         np.testing.assert_array_equal(got.samples, one.samples)

@@ -43,36 +43,90 @@ DEFAULT_PORT = 8765
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``beatwatch console`` (its own read ``BEATWATCH_CONSOLE_*``)."""
     add_kafka_options(parser)
-    add_option(parser, "--alerts-topic", default=ALERTS_TOPIC,
-               help="topic to read alerts from (waited for, never created)")  # fmt: skip
-    add_option(parser, "--incidents-topic", default=INCIDENTS_TOPIC,
-               help="topic of incident events, read once it exists ('' = none)")  # fmt: skip
-    add_option(parser, "--beats-topic", default=BEATS_TOPIC,
-               help="topic the alerts' beats are read back from")  # fmt: skip
-    add_option(parser, "--model", default=str(SHIPPED_MODEL_DIR),
-               help="the artifact the detector uses: beats are re-scored with it")  # fmt: skip
-    add_option(parser, "--host", default="127.0.0.1", env="BEATWATCH_CONSOLE_HOST",
-               help="address to serve the page on (loopback: this machine only)")  # fmt: skip
-    add_option(parser, "--port", default=DEFAULT_PORT, type=int_between(0, 65535),
-               env="BEATWATCH_CONSOLE_PORT",
-               help="port of the page (0 = any free port)")  # fmt: skip
-    add_option(parser, "--metrics-url", default="http://127.0.0.1:9108/metrics",
-               env="BEATWATCH_CONSOLE_METRICS_URL",
-               help="the detector's metrics endpoint, for its health ('' = none)")  # fmt: skip
-    add_option(parser, "--group-id", default=None, env="BEATWATCH_CONSOLE_GROUP_ID",
-               help="the console's consumer group (default: a new one per start, so "
-                    "every console sees every alert)")  # fmt: skip
-    add_flag(parser, "--from-latest", env="BEATWATCH_CONSOLE_FROM_LATEST",
-             help="start at new alerts, not the oldest the topic keeps")  # fmt: skip
-    add_option(parser, "--max-streams", default=DEFAULT_MAX_STREAMS, type=positive_int,
-               env="BEATWATCH_CONSOLE_MAX_STREAMS",
-               help="streams held in memory; the least recently active is dropped")  # fmt: skip
-    add_option(parser, "--alerts-per-stream", default=DEFAULT_ALERTS_PER_STREAM, type=positive_int,
-               env="BEATWATCH_CONSOLE_ALERTS_PER_STREAM",
-               help="latest alerts held per stream")  # fmt: skip
-    add_option(parser, "--alerting-window-s", default=DEFAULT_ALERTING_WINDOW_S,
-               type=positive_float, env="BEATWATCH_CONSOLE_ALERTING_WINDOW_S",
-               help="a stream shows as alerting this long after its last alert")  # fmt: skip
+    add_option(
+        parser,
+        "--alerts-topic",
+        default=ALERTS_TOPIC,
+        help="topic to read alerts from (waited for, never created)",
+    )
+    add_option(
+        parser,
+        "--incidents-topic",
+        default=INCIDENTS_TOPIC,
+        help="topic of incident events, read once it exists ('' = none)",
+    )
+    add_option(
+        parser,
+        "--beats-topic",
+        default=BEATS_TOPIC,
+        help="topic the alerts' beats are read back from",
+    )
+    add_option(
+        parser,
+        "--model",
+        default=str(SHIPPED_MODEL_DIR),
+        help="the artifact the detector uses: beats are re-scored with it",
+    )
+    add_option(
+        parser,
+        "--host",
+        default="127.0.0.1",
+        env="BEATWATCH_CONSOLE_HOST",
+        help="address to serve the page on (loopback: this machine only)",
+    )
+    add_option(
+        parser,
+        "--port",
+        default=DEFAULT_PORT,
+        type=int_between(0, 65535),
+        env="BEATWATCH_CONSOLE_PORT",
+        help="port of the page (0 = any free port)",
+    )
+    add_option(
+        parser,
+        "--metrics-url",
+        default="http://127.0.0.1:9108/metrics",
+        env="BEATWATCH_CONSOLE_METRICS_URL",
+        help="the detector's metrics endpoint, for its health ('' = none)",
+    )
+    add_option(
+        parser,
+        "--group-id",
+        default=None,
+        env="BEATWATCH_CONSOLE_GROUP_ID",
+        help="the console's consumer group (default: a new one per start, so "
+        "every console sees every alert)",
+    )
+    add_flag(
+        parser,
+        "--from-latest",
+        env="BEATWATCH_CONSOLE_FROM_LATEST",
+        help="start at new alerts, not the oldest the topic keeps",
+    )
+    add_option(
+        parser,
+        "--max-streams",
+        default=DEFAULT_MAX_STREAMS,
+        type=positive_int,
+        env="BEATWATCH_CONSOLE_MAX_STREAMS",
+        help="streams held in memory; the least recently active is dropped",
+    )
+    add_option(
+        parser,
+        "--alerts-per-stream",
+        default=DEFAULT_ALERTS_PER_STREAM,
+        type=positive_int,
+        env="BEATWATCH_CONSOLE_ALERTS_PER_STREAM",
+        help="latest alerts held per stream",
+    )
+    add_option(
+        parser,
+        "--alerting-window-s",
+        default=DEFAULT_ALERTING_WINDOW_S,
+        type=positive_float,
+        env="BEATWATCH_CONSOLE_ALERTING_WINDOW_S",
+        help="a stream shows as alerting this long after its last alert",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -122,9 +176,11 @@ def main(args: argparse.Namespace) -> int:
         threading.Thread(target=server.serve_forever, name="http", daemon=True),
     ]
     if args.metrics_url:
-        workers.append(threading.Thread(
-            target=poll_health, args=(args.metrics_url, store, stop), name="health", daemon=True
-        ))  # fmt: skip
+        workers.append(
+            threading.Thread(
+                target=poll_health, args=(args.metrics_url, store, stop), name="health", daemon=True
+            )
+        )
     for worker in workers:
         worker.start()
     print(f"beatwatch console: http://{host}:{port}/", flush=True)

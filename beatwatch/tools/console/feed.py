@@ -107,9 +107,11 @@ class Feed:
         """
         if self.incidents_topic:
             threading.Thread(
-                target=self._lane, args=(stop, self.incidents_topic, False),
-                name="incidents", daemon=True,
-            ).start()  # fmt: skip
+                target=self._lane,
+                args=(stop, self.incidents_topic, False),
+                name="incidents",
+                daemon=True,
+            ).start()
         self._lane(stop, self.alerts_topic, True)
 
     def _lane(self, stop: threading.Event, topic: str, alerts: bool) -> None:
@@ -193,8 +195,10 @@ class Feed:
             # Where, and why in general terms: never the content (patient data).
             log.warning(
                 "unreadable message on %s partition %d offset %d",
-                record.topic, record.partition, record.offset,
-            )  # fmt: skip
+                record.topic,
+                record.partition,
+                record.offset,
+            )
 
 
 class BeatReader:
@@ -258,9 +262,10 @@ class BeatReader:
         with self._lock:
             try:
                 found = [
-                    r for r in self._scan(topic, partition, anchor, anchor + STRIP_SCAN_RECORDS)
+                    r
+                    for r in self._scan(topic, partition, anchor, anchor + STRIP_SCAN_RECORDS)
                     if r.key == key
-                ]  # fmt: skip
+                ]
                 stop_at, scanned = anchor, STRIP_STEP_RECORDS
                 while stop_at > 0 and len(found) < count and scanned <= STRIP_SCAN_RECORDS:
                     start = max(0, stop_at - STRIP_STEP_RECORDS)

@@ -139,9 +139,11 @@ class Rescorer:
             )
         try:
             beat = decode(
-                record.key, record.value, record.headers,
+                record.key,
+                record.value,
+                record.headers,
                 expected_length=self.artifact_for(row.model_version).input_length,
-            )  # fmt: skip
+            )
         except InvalidBeat as exc:
             raise Refused(f"the record at the alert's offset is not a beat: {exc}") from None
         if beat.stream != row.stream or beat.seq != row.seq:
@@ -197,9 +199,11 @@ class Rescorer:
         for record in records:
             try:
                 beat = decode(
-                    record.key, record.value, record.headers,
+                    record.key,
+                    record.value,
+                    record.headers,
                     expected_length=artifact.input_length,
-                )  # fmt: skip
+                )
             except InvalidBeat:
                 continue  # the detector dead-lettered it; nothing to draw
             beats.append((record, beat))

@@ -341,15 +341,17 @@ class Store:
             for name in (arrival[i] for i in newest):
                 state = self._streams[name]
                 last = state.alerts[-1] if state.alerts else None
-                streams.append({
-                    "stream": name,
-                    "state": self.state_of(state),
-                    "alerts": state.total,
-                    "version": state.version,
-                    "last_ts_ms": state.last_ts_ms or None,
-                    "last_score_ratio": last.to_json()["score_ratio"] if last else None,
-                    "incidents": len(state.open_incidents),
-                })  # fmt: skip
+                streams.append(
+                    {
+                        "stream": name,
+                        "state": self.state_of(state),
+                        "alerts": state.total,
+                        "version": state.version,
+                        "last_ts_ms": state.last_ts_ms or None,
+                        "last_score_ratio": last.to_json()["score_ratio"] if last else None,
+                        "incidents": len(state.open_incidents),
+                    }
+                )
             return {
                 "version": self.version,
                 "status": self.status,
