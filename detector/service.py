@@ -39,6 +39,8 @@ from beatwatch.clients import (
     Publisher,
     PublishError,
     Record,
+    TopicCreationError,
+    ensure_topics,
     first_offsets,
     new_consumer,
     new_publisher,
@@ -55,9 +57,7 @@ from beatwatch.kafka import (
     DLQ_TOPIC,
     FETCH_MAX_WAIT_MS,
     KafkaSettings,
-    TopicCreationError,
     broker_listens,
-    ensure_topics,
 )
 from beatwatch.metrics import DetectorMetrics
 from detector.batch import (

@@ -19,8 +19,8 @@ from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry
 
+from beatwatch.clients import ensure_topics
 from beatwatch.exposition import MetricsServer
-from beatwatch.kafka import ensure_topics
 from beatwatch.metrics import ProducerMetrics
 from beatwatch.segmentation import Segmentation
 from beatwatch.wire import Beat, encode

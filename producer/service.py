@@ -30,11 +30,12 @@ from beatwatch.clients import (
     Publisher,
     PublisherOptions,
     SendTimeout,
+    ensure_topics,
     new_publisher,
 )
 from beatwatch.errors import ConfigError
 from beatwatch.exposition import MetricsServer
-from beatwatch.kafka import BEATS_TOPIC, KafkaSettings, ensure_topics
+from beatwatch.kafka import BEATS_TOPIC, KafkaSettings
 from beatwatch.metrics import ProducerMetrics
 from beatwatch.wire import Beat, encode
 from producer.pacing import Pacer

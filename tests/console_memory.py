@@ -21,7 +21,8 @@ import orjson
 from kafka import KafkaProducer
 
 from beatwatch.artifact import load_artifact
-from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.clients import ensure_topics
+from beatwatch.kafka import KafkaSettings
 from beatwatch.tools.broker import EmbeddedBroker
 from tests.support.console import browser_page, running_console
 from tests.support.pipeline import MODEL_DIR

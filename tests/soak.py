@@ -43,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.clients import ensure_topics
+from beatwatch.kafka import KafkaSettings
 from beatwatch.tools import promtext
 from beatwatch.tools.broker import EmbeddedBroker, free_port, wait_for_port
 from beatwatch.wire import decode

@@ -26,6 +26,7 @@ from beatwatch.clients.client import (
     next_offsets,
 )
 from beatwatch.clients.factory import new_admin, new_consumer, new_publisher
+from beatwatch.clients.topics import TopicCreationError, ensure_topics
 
 __all__ = [
     "ALERT_PUBLISHER",
@@ -44,7 +45,9 @@ __all__ = [
     "PublisherOptions",
     "Record",
     "SendTimeout",
+    "TopicCreationError",
     "TopicsRefused",
+    "ensure_topics",
     "first_offsets",
     "new_admin",
     "new_consumer",

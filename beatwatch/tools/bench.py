@@ -48,14 +48,9 @@ from typing import Any
 import numpy as np
 
 from beatwatch.artifact import SHIPPED_MODEL_DIR
+from beatwatch.clients import ensure_topics
 from beatwatch.errors import ConfigError
-from beatwatch.kafka import (
-    CONFLUENT_CLIENT,
-    FETCH_MAX_WAIT_MS,
-    KAFKA_PYTHON_CLIENT,
-    KafkaSettings,
-    ensure_topics,
-)
+from beatwatch.kafka import CONFLUENT_CLIENT, FETCH_MAX_WAIT_MS, KAFKA_PYTHON_CLIENT, KafkaSettings
 from beatwatch.settings import add_flag, add_option
 from beatwatch.tools import promtext
 from beatwatch.tools.broker import EmbeddedBroker, free_port

@@ -34,9 +34,10 @@ from types import FrameType
 from typing import Any
 
 from beatwatch.artifact import CONFIG_FILE, SHIPPED_MODEL_DIR, Artifact, load_artifact
+from beatwatch.clients import ensure_topics
 from beatwatch.data import Dataset
 from beatwatch.errors import ArtifactError, ConfigError, DataError
-from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.kafka import KafkaSettings
 from beatwatch.settings import add_flag, add_option, int_between, positive_float, positive_int
 from beatwatch.tools import promtext
 from beatwatch.tools.alerts import Deduplicator, iter_alerts

@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 
 from beatwatch.artifact import SHIPPED_MODEL_DIR, content_sha256
-from beatwatch.clients import ConsumerOptions, Partition, new_consumer
+from beatwatch.clients import ConsumerOptions, Partition, ensure_topics, new_consumer
 from beatwatch.data import load_ecg5000
-from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.kafka import KafkaSettings
 from beatwatch.tools import promtext
 from beatwatch.tools.broker import EmbeddedBroker, free_port
 from beatwatch.tools.processes import child_environment, wait_ready

@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass, field
 
 from beatwatch.changelog import CHANGELOG_CONFIG, STATE_TOPIC
+from beatwatch.clients import TopicCreationError
 from beatwatch.errors import ConfigError
 from beatwatch.incident import INCIDENTS_TOPIC
 from beatwatch.kafka import (
@@ -26,7 +27,6 @@ from beatwatch.kafka import (
     BEATS_TOPIC,
     DLQ_TOPIC,
     KafkaSettings,
-    TopicCreationError,
     add_kafka_options,
     kafka_settings_from_args,
     wait_for_broker,

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from beatwatch.clients import ensure_topics
 from beatwatch.incident import IncidentEvent, decode_incident
 from beatwatch.incident_rules import IncidentRules
-from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.kafka import KafkaSettings
 from beatwatch.tools.broker import EmbeddedBroker
 from producer.service import ProducerSettings
 from producer.service import run as produce

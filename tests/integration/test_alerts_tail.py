@@ -19,7 +19,8 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
 from beatwatch.cli import build_parser
-from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.clients import ensure_topics
+from beatwatch.kafka import KafkaSettings
 from beatwatch.tools.broker import free_port
 from tests.support.commands import BEATWATCH, child_env, run_beatwatch
 from tests.support.paths import REPO_ROOT

@@ -3,7 +3,8 @@ import time
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from beatwatch import cli
-from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.clients import ensure_topics
+from beatwatch.kafka import KafkaSettings
 
 
 def test_embedded_broker_round_trips_messages_over_tcp(kafka_bootstrap, topic_prefix):

@@ -15,11 +15,12 @@ from beatwatch.clients import (
     PublisherOptions,
     PublishError,
     Record,
+    ensure_topics,
     new_consumer,
     new_publisher,
     next_offsets,
 )
-from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.kafka import KafkaSettings
 from beatwatch.partitioner import CachedKeyPartitioner
 from beatwatch.tools.broker import free_port
 from tests.support.clients import client_settings

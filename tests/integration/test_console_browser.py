@@ -17,8 +17,9 @@ import pytest
 from kafka import KafkaProducer
 
 from beatwatch.artifact import load_artifact
+from beatwatch.clients import ensure_topics
 from beatwatch.data import load_ecg5000
-from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.kafka import KafkaSettings
 from beatwatch.scoring import MIN_RANGE
 from beatwatch.tools.broker import EmbeddedBroker
 from beatwatch.wire import Beat

@@ -6,8 +6,9 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from beatwatch.clients import ensure_topics
 from beatwatch.incident import IncidentEvent, encode_incident
-from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.kafka import KafkaSettings
 from tests.support.commands import run_beatwatch
 
 pytestmark = pytest.mark.integration

@@ -16,10 +16,10 @@ from beatwatch.clients import (
     ConsumerOptions,
     Outgoing,
     Partition,
+    ensure_topics,
     new_consumer,
     new_publisher,
 )
-from beatwatch.kafka import ensure_topics
 from beatwatch.state import StateStore
 from tests.support.clients import client_settings
 

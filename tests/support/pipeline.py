@@ -12,7 +12,8 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from beatwatch.kafka import KafkaSettings, ensure_topics
+from beatwatch.clients import ensure_topics
+from beatwatch.kafka import KafkaSettings
 from beatwatch.tools import promtext
 from beatwatch.tools.broker import free_port
 from detector.service import DetectorSettings, run

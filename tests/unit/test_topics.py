@@ -15,8 +15,9 @@ from prometheus_client import CollectorRegistry
 
 import detector.cli
 import producer.cli
+from beatwatch.clients import TopicCreationError, ensure_topics
 from beatwatch.errors import ConfigError
-from beatwatch.kafka import KafkaSettings, TopicCreationError, ensure_topics
+from beatwatch.kafka import KafkaSettings
 from detector.service import Detector, DetectorSettings
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "ecg5000"
