@@ -21,7 +21,7 @@ the state rebuilt (the new owner's log) and to the last partition resumed
 (its first alert), the streams and changelog records restored, and the
 restore time the new owner measured.
 
-Run: ``python -m beatwatch.tools.state_bench --streams 1000``.
+Run: ``python -m tests.state_bench --streams 1000``.
 """
 
 from __future__ import annotations
@@ -301,7 +301,7 @@ def scenario(name: str, args: argparse.Namespace, work: Path, model: Path) -> di
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print one JSON line per scenario."""
-    parser = argparse.ArgumentParser(prog="beatwatch.tools.state_bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.state_bench", description=__doc__)
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=1000.0, help="beats/s over all streams")
     parser.add_argument("--seconds", type=float, default=240.0, help="longest replay")
