@@ -15,7 +15,7 @@ DEV := $(VENV)/.installed-dev
 # What `make test-fast` selects: no broker, no child process, no TensorFlow.
 FAST := not integration and not subprocess and not tensorflow and not slow
 
-.PHONY: venv demo test test-fast lint bench train lock data system-deps checkov kubectl clean
+.PHONY: venv demo test test-fast lint bench soak train lock data system-deps checkov kubectl clean
 
 # uv installs what pip would, from the same lock, in half the time or less: it
 # downloads in parallel and keeps a cache (~/.cache/uv). pip only brings uv.
@@ -113,6 +113,12 @@ kubectl: | $(PY)
 
 test: $(DEV) system-deps checkov kubectl lint data
 	$(PY) -m pytest
+
+# An hour of the pipeline at 2,000 beats/s with a detector kill -9 and broker faults
+# on a schedule, sampling memory, descriptors, threads and lag (tests/soak.py); not
+# part of `make test`. Writes docs/images/soak.png and reports/soak.json.
+soak: $(DEV) data
+	$(PY) -m tests.soak
 
 # Pure-logic tests, for every few minutes of work: no broker, no child process,
 # no TensorFlow (tests/conftest.py refuses a child process or a TensorFlow
