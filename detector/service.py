@@ -252,6 +252,8 @@ class Detector:
         self.max_records = settings.max_batch
         # The previous poll: when it returned (monotonic seconds) and how many records.
         self._last_poll_s = 0.0
+        # True while a flush has waited past CLOSE_TIMEOUT_S for acknowledgements.
+        self._publish_stalled = False
         self._last_batch = 0
         self.consumer: Consumer | None = None
         self.producer: Publisher | None = None
@@ -324,11 +326,18 @@ class Detector:
         """Model loaded (always, once constructed), partitions assigned and the broker answering.
 
         The broker counts as answering while the consumer knows its group
-        coordinator: a silently cut link turns this False within a session
-        timeout, and True again once the client has found the coordinator.
+        coordinator and no publish has waited more than ``CLOSE_TIMEOUT_S`` for
+        its acknowledgements: a silently cut link turns this False within a
+        session timeout, and True again once the client has found the
+        coordinator and the pending messages are acknowledged.
         """
         consumer = self.consumer
-        return bool(self.assignment.partitions) and consumer is not None and consumer.in_contact()
+        return (
+            bool(self.assignment.partitions)
+            and consumer is not None
+            and consumer.in_contact()
+            and not self._publish_stalled
+        )
 
     def connect(self, stop: threading.Event) -> bool:
         """Create the consumer and producer, retrying with backoff until ``stop``.
@@ -513,9 +522,15 @@ class Detector:
             PublishError: a stop was requested while the broker was not
                 answering; the batch is then rewound, never committed.
         """
-        while not producer.flush(timeout_s=CLOSE_TIMEOUT_S):
-            if self._stop.is_set():
-                raise PublishError("stopping while deliveries are pending")
+        try:
+            while not producer.flush(timeout_s=CLOSE_TIMEOUT_S):
+                # Acknowledgements overdue: the broker is not answering, and a
+                # loop blocked here polls nothing that could tell the consumer so.
+                self._publish_stalled = True
+                if self._stop.is_set():
+                    raise PublishError("stopping while deliveries are pending")
+        finally:
+            self._publish_stalled = False
 
     def _commit(self, outcome: BatchOutcome) -> bool:
         """Commit the batch's offsets; True when committed."""

@@ -315,10 +315,12 @@ def ownership_overlaps(
     """Partitions assigned to one detector while another still held them, from their logs.
 
     Merged by the lines' timestamps (one clock: same machine). An overlap with
-    the detector named ``cut_off``, assigned while its link was down
-    (``cut_window``, epoch seconds), is nominal: that detector can neither
-    publish nor commit until it is back, and then it learns of the
-    revocation first; such overlaps are returned apart from the real ones.
+    the detector named ``cut_off`` whose holding dates from before its link
+    went down (``cut_window``, epoch seconds) and which it has not renewed
+    since is nominal: that detector's generation is over, it could neither
+    publish nor commit while cut off, and its first commit after the link
+    returns is refused by the group (its batch is read again by the new
+    owner); such overlaps are returned apart from the real ones.
 
     Returns:
         (real overlaps, nominal overlaps while ``cut_off`` was unreachable).
@@ -332,6 +334,7 @@ def ownership_overlaps(
                 names = [] if match.group(2) == "none" else match.group(2).split(", ")
                 events.append((when, path.stem, match.group(1), names))
     owner: dict[str, str] = {}
+    since: dict[str, float] = {}  # when the current owner last logged the partition
     real: list[str] = []
     nominal: list[str] = []
     for when, detector, kind, names in sorted(events, key=lambda e: e[0]):
@@ -340,9 +343,10 @@ def ownership_overlaps(
                 holder = owner.get(name)
                 if holder not in (None, detector):
                     text = f"{name} assigned to {detector} while {holder} held it"
-                    cut = holder == cut_off and cut_window[0] <= when <= cut_window[1]
-                    (nominal if cut else real).append(text)
+                    stale = holder == cut_off and since[name] < cut_window[0] <= when
+                    (nominal if stale else real).append(text)
                 owner[name] = detector
+                since[name] = when
             elif owner.get(name) == detector:
                 del owner[name]
     return real, nominal

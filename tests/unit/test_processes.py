@@ -43,8 +43,10 @@ def test_cpu_time_counts_every_thread_of_the_process_and_waits_each_live_one() -
     # The worker's 0.2 s of CPU counts though it ran on another thread, now ended
     # (the process figure has clock-tick resolution: 10 ms).
     assert last[0] - first[0] >= 0.18
-    # Waits are per live thread: the ended worker is gone, this thread is in both.
-    assert worker.native_id not in last[1]
+    # Waits are per live thread: the ended worker is gone (unless the kernel has
+    # given its id to a thread started since), this thread is in both.
+    live = {int(task.name) for task in Path("/proc/self/task").iterdir()}
+    assert worker.native_id not in last[1] or worker.native_id in live
     this_thread = threading.get_native_id()
     assert last[1][this_thread] >= first[1][this_thread] >= 0
 
