@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 from prometheus_client import CollectorRegistry
 
@@ -26,14 +26,13 @@ from beatwatch.segmentation import Segmentation
 from beatwatch.wire import Beat, encode
 from producer.record_source import RecordStream, StreamBeat, merge_streams
 from producer.service import (
-    WARNING_INTERVAL_S,
+    DeliveryCount,
     ProducerSettings,
     ProducerStats,
     _flush_and_close,
     _new_producer,
     _Progress,
     _send,
-    log,
 )
 
 MAX_SLEEP_S = 0.1  # longest single sleep, so a stop request is seen promptly
@@ -110,24 +109,7 @@ def run_records(
             server.stop()
         return ProducerStats()
     stats = ProducerStats()
-    lock = threading.Lock()
-
-    def acknowledged(_: Any) -> None:
-        with lock:
-            stats.acknowledged += 1
-        metrics.beats_sent.inc()
-
-    last_warning = [-math.inf]
-
-    def failed(exc: BaseException) -> None:
-        metrics.send_errors.inc()
-        with lock:
-            stats.errors += 1
-            now = time.monotonic()
-            if now - last_warning[0] < WARNING_INTERVAL_S:
-                return
-            last_warning[0] = now
-        log.warning("beats not delivered: %d so far (latest: %s)", stats.errors, exc)
+    deliveries = DeliveryCount(stats, metrics)
 
     first_seq = time.time_ns() // 1000 if settings.first_seq is None else settings.first_seq
     seqs = {r.stream: first_seq for r in records}
@@ -152,7 +134,7 @@ def run_records(
             future = _send(producer, settings.topic, key, value, headers, stop)
             if future is None:
                 break
-            future.add_callback(acknowledged).add_errback(failed)
+            future.add_callback(deliveries.acknowledged).add_errback(deliveries.failed)
             seqs[item.stream] += 1
             stats.attempted += 1
             progress.maybe_print(stats)

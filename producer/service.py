@@ -94,6 +94,37 @@ class ProducerStats:
         return self.attempted / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+class DeliveryCount:
+    """Counts each sent beat's outcome into ``stats`` and the metrics (client callbacks).
+
+    A failure is logged at most once per ``WARNING_INTERVAL_S``, not once per
+    beat: an outage at 300 beats/s would otherwise write thousands of lines.
+    """
+
+    def __init__(self, stats: ProducerStats, metrics: ProducerMetrics) -> None:
+        self._stats = stats
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._last_warning = -math.inf
+
+    def acknowledged(self, _: Any) -> None:
+        """One beat acknowledged."""
+        with self._lock:
+            self._stats.acknowledged += 1
+        self._metrics.beats_sent.inc()
+
+    def failed(self, exc: BaseException) -> None:
+        """One beat not delivered."""
+        self._metrics.send_errors.inc()
+        with self._lock:
+            self._stats.errors += 1
+            now = time.monotonic()
+            if now - self._last_warning < WARNING_INTERVAL_S:
+                return
+            self._last_warning = now
+        log.warning("beats not delivered: %d so far (latest: %s)", self._stats.errors, exc)
+
+
 class _Progress:
     """One progress line every ``interval_s``: sent, rate, errors."""
 
@@ -262,26 +293,7 @@ def run(
             server.stop()
         return ProducerStats()
     stats = ProducerStats()
-    lock = threading.Lock()
-
-    def acknowledged(_: Any) -> None:
-        with lock:
-            stats.acknowledged += 1
-        metrics.beats_sent.inc()
-
-    last_warning = [-math.inf]
-
-    def failed(exc: BaseException) -> None:
-        metrics.send_errors.inc()
-        with lock:
-            stats.errors += 1
-            # One line per few seconds, not one per beat: an outage at 300 beats/s
-            # would otherwise write thousands.
-            now = time.monotonic()
-            if now - last_warning[0] < WARNING_INTERVAL_S:
-                return
-            last_warning[0] = now
-        log.warning("beats not delivered: %d so far (latest: %s)", stats.errors, exc)
+    deliveries = DeliveryCount(stats, metrics)
 
     streams = [stream_id(i) for i in range(settings.streams)]
     # Microseconds: no stream can take two beats in one, so no two runs, even
@@ -318,7 +330,7 @@ def run(
             sent = _send(producer, settings.topic, key, value, headers, stop)
             if sent is None:
                 break
-            sent.add_callback(acknowledged).add_errback(failed)
+            sent.add_callback(deliveries.acknowledged).add_errback(deliveries.failed)
             seqs[stream] += 1
             index += 1
             stats.attempted = index
