@@ -79,6 +79,12 @@ MAX_BATCH_LINGER_MS = 1000
 # Longest the detector waits for the broker to commit, or to close a client:
 # a broker that is gone must not hold up a stop (compose allows 10 s).
 CLOSE_TIMEOUT_S = 3.0
+# How often a wait for acknowledgements looks whether a stop was requested.
+STOP_CHECK_INTERVAL_S = 0.5
+# How long a stop waits for pending acknowledgements. What is pending then
+# belongs to a batch not yet committed (each batch is flushed before its
+# commit), which the partitions' next owner re-reads.
+STOP_DELIVERY_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -522,12 +528,14 @@ class Detector:
             PublishError: a stop was requested while the broker was not
                 answering; the batch is then rewound, never committed.
         """
+        waited_s = 0.0
         try:
-            while not producer.flush(timeout_s=CLOSE_TIMEOUT_S):
+            while not producer.flush(timeout_s=STOP_CHECK_INTERVAL_S):
+                waited_s += STOP_CHECK_INTERVAL_S
                 # Acknowledgements overdue: the broker is not answering, and a
                 # loop blocked here polls nothing that could tell the consumer so.
-                self._publish_stalled = True
-                if self._stop.is_set():
+                self._publish_stalled = waited_s >= CLOSE_TIMEOUT_S
+                if self._stop.is_set() and waited_s >= STOP_DELIVERY_WAIT_S:
                     raise PublishError("stopping while deliveries are pending")
         finally:
             self._publish_stalled = False
@@ -571,7 +579,7 @@ class Detector:
         read again, so a broker that is gone does not hold up a stop request.
         """
         if self.producer is not None:
-            self.producer.close(CLOSE_TIMEOUT_S)
+            self.producer.close(STOP_DELIVERY_WAIT_S)
             self.producer = None
         if self.consumer is not None:
             self.consumer.close(CLOSE_TIMEOUT_S)

@@ -228,7 +228,13 @@ class Publisher(Protocol):
         ...
 
     def flush(self, timeout_s: float | None) -> bool:
-        """Wait for every queued message; True when none is pending (None: no time limit)."""
+        """Wait for every queued message; True when none is pending (None: no time limit).
+
+        Raises:
+            PublishError: the client broke down while serving delivery reports;
+                the reports it skipped never arrive, so their messages count as
+                not acknowledged.
+        """
         ...
 
     def close(self, timeout_s: float) -> bool:

@@ -134,6 +134,30 @@ def _text(exc: BaseException) -> str:
     return str(exc)
 
 
+def contact_in_stats(stats: dict[str, Any], in_group: bool, silence_limit_us: int) -> bool:
+    """Whether librdkafka's statistics show a live connection.
+
+    In a group, the coordinator's connection must be up and must have received
+    something (heartbeat answers) within ``silence_limit_us``; without a group,
+    any broker's. A cut link leaves a connection "UP" until a request times out
+    (a minute by default), so the state alone says nothing during a silent cut.
+
+    Args:
+        stats: one statistics document (librdkafka's STATISTICS.md).
+        in_group: the consumer is a group member.
+        silence_limit_us: longest silence of a live connection, in microseconds.
+    """
+    if in_group and stats.get("cgrp", {}).get("state") != "up":
+        return False
+    for name, broker in stats.get("brokers", {}).items():
+        if in_group and not str(name).startswith("GroupCoordinator"):
+            continue
+        received_us = broker.get("rxidle", -1)
+        if broker.get("state") == "UP" and 0 <= received_us < silence_limit_us:
+            return True
+    return False
+
+
 class _Reports:
     """The delivery reports of one ``send``: counts of acknowledged and failed messages."""
 
@@ -252,7 +276,15 @@ class ConfluentPublisher:
 
     def flush(self, timeout_s: float | None) -> bool:
         """Wait for every queued message; True when none is pending."""
-        remaining = self._producer.flush() if timeout_s is None else self._producer.flush(timeout_s)
+        try:
+            remaining = (
+                self._producer.flush() if timeout_s is None else self._producer.flush(timeout_s)
+            )
+        except SystemError as exc:
+            # confluent-kafka raises this when an exception was left pending while
+            # it served a delivery report (seen once while the broker was killed).
+            # The reports it skipped count as not acknowledged: the batch is retried.
+            raise PublishError(f"the client failed while serving delivery reports: {exc}") from exc
         return int(remaining) == 0
 
     def close(self, timeout_s: float) -> bool:
@@ -321,6 +353,9 @@ class ConfluentConsumer:
         self._errors = _ErrorLog()
         self._in_group = options.group_id is not None
         self._contact = True
+        # A connection silent this long is taken as lost: the broker would have
+        # ended the session by then.
+        self._silence_limit_us = options.session_timeout_ms * 1000
         # Per partition not fetched from yet: when the broker was last asked
         # whether it is empty, and the lag that answer gave (0, or unknown).
         self._empty_checked: dict[Partition, float] = {}
@@ -423,14 +458,10 @@ class ConfluentConsumer:
             stats = json.loads(text)
         except ValueError:
             return
-        if self._in_group:
-            self._contact = stats.get("cgrp", {}).get("state") == "up"
-        else:
-            brokers = stats.get("brokers", {}).values()
-            self._contact = any(b.get("state") == "UP" for b in brokers)
+        self._contact = contact_in_stats(stats, self._in_group, self._silence_limit_us)
 
     def in_contact(self) -> bool:
-        """The group coordinator is up (the broker, without a group), per the last statistics."""
+        """The group coordinator answers (a broker, without a group), per the last statistics."""
         return self._contact
 
     def _on_error(self, message: _Message) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from beatwatch.clients import ALERT_PUBLISHER, ClientSettingsError, ConsumerOptions
+from beatwatch.clients.confluent import contact_in_stats
 from beatwatch.clients.factory import new_consumer
 from beatwatch.errors import ConfigError
 from beatwatch.kafka import (
@@ -162,3 +163,27 @@ def test_the_detector_refuses_a_poll_interval_librdkafka_would_reject() -> None:
         )
     # kafka-python takes it (the fault suite's R5 relies on a 700 ms interval).
     DetectorSettings(kafka=KafkaSettings(), model_dir=Path("m"), max_poll_interval_ms=700)
+
+
+def _stats(
+    cgrp_state: str, coordinator_rxidle_us: int, data_rxidle_us: int = 1000
+) -> dict[str, Any]:
+    return {
+        "cgrp": {"state": cgrp_state},
+        "brokers": {
+            "127.0.0.1:9092/1": {"state": "UP", "rxidle": data_rxidle_us},
+            "GroupCoordinator": {"state": "UP", "rxidle": coordinator_rxidle_us},
+        },
+    }
+
+
+def test_contact_needs_the_coordinator_to_have_answered_within_the_session() -> None:
+    limit_us = 10_000_000
+    assert contact_in_stats(_stats("up", 1_500_000), True, limit_us)
+    # A silent cut: the connection still says UP, but nothing has arrived for 12 s.
+    assert not contact_in_stats(_stats("up", 12_000_000), True, limit_us)
+    assert not contact_in_stats(_stats("wait-coord", 1_000), True, limit_us)
+    assert not contact_in_stats(_stats("up", -1), True, limit_us)
+    # Without a group any broker that answered recently will do.
+    assert contact_in_stats(_stats("init", 12_000_000, data_rxidle_us=500), False, limit_us)
+    assert not contact_in_stats(_stats("init", 12_000_000, 12_000_000), False, limit_us)
