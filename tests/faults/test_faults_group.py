@@ -155,8 +155,9 @@ def test_r5_scoring_slower_than_the_poll_interval_recovers_by_itself(
     # commits in a minute); now the detector polls at most what fits half the
     # interval and carries on.
     # librdkafka refuses a poll interval shorter than the session timeout (6 s
-    # here): with it, 8 ms per beat overruns a 6 s interval instead.
-    interval_ms, per_beat_s = (700, 0.003) if kafka_client == "kafka-python" else (6000, 0.008)
+    # here): with it, 15 ms per beat overruns a 6 s interval from 400 beats on
+    # (librdkafka's first batches are often smaller than max_batch).
+    interval_ms, per_beat_s = (700, 0.003) if kafka_client == "kafka-python" else (6000, 0.015)
     n = 3000
     topics = Topics.named(topic_prefix)
     kafka = create_topics(kafka_bootstrap, topics)
