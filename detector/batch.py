@@ -17,13 +17,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from beatwatch.alert import encode_alerts, explain_numbers
+from beatwatch.alert_batch import encode_alerts
 
 # Outgoing and Record are re-exported: they were defined here before the client seam.
 from beatwatch.clients.client import Outgoing as Outgoing
 from beatwatch.clients.client import Record as Record
 from beatwatch.clients.client import next_offsets
 from beatwatch.errors import InvalidBeat
+from beatwatch.explanation import explain_numbers
 from beatwatch.wire import DecodedBatch, Headers, decode_batch
 from detector.scored_beats import ScoredBeats
 
@@ -204,7 +205,7 @@ def _alerts(
 ) -> tuple[list[Outgoing], list[str | None]]:
     """The alert messages of the beats in rows ``over``, and each one's top region.
 
-    Written for the whole batch at once (:func:`beatwatch.alert.encode_alerts`):
+    Written for the whole batch at once (:func:`beatwatch.alert_batch.encode_alerts`):
     per alert, building and serialising dicts cost more than everything else
     the detector does for a beat.
     """

@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from beatwatch.alert import encode_alerts, explain_numbers
+from beatwatch.alert_batch import encode_alerts
 from beatwatch.artifact import Artifact
 from beatwatch.clients.client import next_offsets
 from beatwatch.errors import ArtifactError
+from beatwatch.explanation import explain_numbers
 from beatwatch.patient import KIND_NAMES, StreamBeats, StreamScorer, stream_beats
 from beatwatch.segmentation import Segmentation
 from detector.batch import (

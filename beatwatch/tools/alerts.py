@@ -8,6 +8,8 @@ delivery) are dropped unless ``--keep-duplicates``.
 It waits for the broker (at most ``CONNECT_TIMEOUT_S``) and for the topic to
 exist, so it can be started before the detector that creates the topic; it
 never creates the topic itself. A stop signal ends either wait promptly.
+A message that is not an alert (or, with ``--incidents``, not an incident
+event) is skipped with a warning: a bad message does not stop the tail.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO, cast
+from typing import Any, TextIO, TypeVar, cast
 
-from beatwatch.alert import decode_alert
+from beatwatch.alert import Alert, AlertFormatError, decode_alert
 from beatwatch.clients import (
     ClientError,
     Consumer,
@@ -30,7 +32,13 @@ from beatwatch.clients import (
     new_consumer,
 )
 from beatwatch.errors import ConfigError
-from beatwatch.incident import INCIDENTS_TOPIC, IncidentEvent, decode_incident, describe
+from beatwatch.incident import (
+    INCIDENTS_TOPIC,
+    IncidentEvent,
+    IncidentFormatError,
+    decode_incident,
+    describe,
+)
 from beatwatch.kafka import (
     ALERTS_TOPIC,
     FETCH_MAX_WAIT_MS,
@@ -52,6 +60,8 @@ CLOSE_TIMEOUT_S = 3.0
 # How often to ask the broker again whether a missing topic exists yet.
 TOPIC_RETRY_S = 0.5
 
+Message = TypeVar("Message")
+
 
 class Deduplicator:
     """Remembers the last ``capacity`` alert ids and says whether one is new."""
@@ -70,13 +80,13 @@ class Deduplicator:
         return True
 
 
-def format_alert(alert: dict[str, Any]) -> str:
+def format_alert(alert: Alert) -> str:
     """One readable line for a terminal."""
-    when = time.strftime("%H:%M:%S", time.localtime(alert["ts_ms"] / 1000))
-    p_value = f" p={alert['p_value']:.3g}" if alert.get("p_value") is not None else ""
+    when = time.strftime("%H:%M:%S", time.localtime(alert.ts_ms / 1000))
+    p_value = f" p={alert.p_value:.3g}" if alert.p_value is not None else ""
     return (
-        f"{when} ALERT {alert['stream']} beat {alert['seq']}: score {alert['score']:.4g} "
-        f"> {alert['threshold']:.4g}{p_value} - {alert['explanation']['summary']}"
+        f"{when} ALERT {alert.stream} beat {alert.seq}: score {alert.score:.4g} "
+        f"> {alert.threshold:.4g}{p_value} - {alert.explanation.summary}"
     )
 
 
@@ -99,11 +109,39 @@ def iter_alerts(
     group_id: str | None = None,
     from_beginning: bool = False,
     idle_timeout_s: float = 0.0,
-    decode: Callable[[bytes], dict[str, Any]] = decode_alert,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Alert]:
     """Yield alerts from ``topic`` until ``stop`` (or ``idle_timeout_s`` without any).
 
-    ``decode`` parses each message value (:func:`decode_incident_event` for incidents).
+    See :func:`iter_messages`; a message that is not an alert is skipped with a warning.
+    """
+    return iter_messages(
+        settings,
+        topic,
+        stop,
+        decode_alert,
+        group_id=group_id,
+        from_beginning=from_beginning,
+        idle_timeout_s=idle_timeout_s,
+    )
+
+
+def iter_messages(
+    settings: KafkaSettings,
+    topic: str,
+    stop: threading.Event,
+    decode: Callable[[bytes], Message],
+    *,
+    group_id: str | None = None,
+    from_beginning: bool = False,
+    idle_timeout_s: float = 0.0,
+) -> Iterator[Message]:
+    """Yield the messages of ``topic`` as ``decode`` reads them, until ``stop`` or idle.
+
+    ``decode`` parses each message value (:func:`~beatwatch.alert.decode_alert`,
+    :func:`decode_incident_event`); a value it refuses with
+    :class:`~beatwatch.alert.AlertFormatError` or
+    :class:`~beatwatch.incident.IncidentFormatError` is skipped with a warning
+    naming its partition and offset.
 
     The idle clock starts at once, so ``idle_timeout_s`` also bounds the waits
     for the broker and for the topic; with 0 the topic is awaited until ``stop``.
@@ -143,7 +181,18 @@ def iter_alerts(
         while not stop.is_set():
             for record in consumer.poll(timeout_ms=200, max_records=500):
                 last_seen = time.monotonic()
-                yield decode(record.value or b"")
+                try:
+                    message = decode(record.value or b"")
+                except (AlertFormatError, IncidentFormatError) as exc:
+                    log.warning(
+                        "skipping partition %d offset %d of %s: %s",
+                        record.partition,
+                        record.offset,
+                        topic,
+                        exc,
+                    )
+                    continue
+                yield message
             if idle_timeout_s and time.monotonic() - last_seen > idle_timeout_s:
                 return
     finally:
@@ -290,29 +339,29 @@ def main(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     stop_on_signals(stop)
     dedup = Deduplicator()
     incidents = bool(getattr(args, "incidents", False))
-    readable = format_incident if incidents else format_alert
-    render: Callable[[dict[str, Any]], str] = (
-        (lambda alert: orjson.dumps(alert).decode()) if args.json else readable
-    )
 
-    def identity(message: dict[str, Any]) -> str:
-        if incidents:
-            return f"{message['incident_id']}#{message['event_seq']}"
-        return str(message["alert_id"])
+    # Each message as (identity for dropping repeats, JSON object, readable line).
+    def incident_view(value: bytes) -> tuple[str, dict[str, Any], Callable[[], str]]:
+        event = decode_incident_event(value)
+        return f"{event['incident_id']}#{event['event_seq']}", event, lambda: format_incident(event)
+
+    def alert_view(value: bytes) -> tuple[str, dict[str, Any], Callable[[], str]]:
+        alert = decode_alert(value)
+        return alert.alert_id, alert.to_json(), lambda: format_alert(alert)
 
     printed = 0
-    for alert in iter_alerts(
+    for identity, body, readable in iter_messages(
         kafka_settings_from_args(args),
         args.incidents_topic if incidents else args.alerts_topic,
         stop,
+        incident_view if incidents else alert_view,
         group_id=args.group_id,
         from_beginning=args.from_beginning,
         idle_timeout_s=args.idle_timeout_s,
-        decode=decode_incident_event if incidents else decode_alert,
     ):
-        if not args.keep_duplicates and not dedup.is_new(identity(alert)):
+        if not args.keep_duplicates and not dedup.is_new(identity):
             continue
-        print(render(alert), file=out, flush=True)
+        print(orjson.dumps(body).decode() if args.json else readable(), file=out, flush=True)
         printed += 1
         if args.limit and printed >= args.limit:
             break

@@ -539,8 +539,8 @@ class Bench:
         from beatwatch.tools.alerts import iter_alerts
 
         for alert in iter_alerts(self.kafka, topic, stop):
-            detected_ms = alert["detected_ts_ms"]
-            delays_ms.append((detected_ms - alert["ts_ms"], time.time() * 1e3 - detected_ms))
+            detected_ms = alert.detected_ts_ms
+            delays_ms.append((detected_ms - alert.ts_ms, time.time() * 1e3 - detected_ms))
 
     def memory(self) -> None:
         """(g) Detector resident memory while it scores about ``memory_beats`` beats, per client."""

@@ -33,6 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from beatwatch.alert import Alert
 from beatwatch.artifact import CONFIG_FILE, SHIPPED_MODEL_DIR, Artifact, load_artifact
 from beatwatch.clients import ensure_topics
 from beatwatch.data import Dataset
@@ -55,7 +56,7 @@ class LiveAlerts:
     """Alerts read back from the alerts topic, deduplicated by ``alert_id``."""
 
     by_label: dict[int | None, int] = field(default_factory=dict)
-    latest: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5))
+    latest: deque[Alert] = field(default_factory=lambda: deque(maxlen=5))
     keys: set[tuple[str, int]] = field(default_factory=set)
     count: int = 0
     duplicates: int = 0
@@ -66,14 +67,13 @@ class LiveAlerts:
         dedup = Deduplicator()
         for alert in iter_alerts(settings, ALERTS, stop, from_beginning=True):
             with self.lock:
-                if not dedup.is_new(alert["alert_id"]):
+                if not dedup.is_new(alert.alert_id):
                     self.duplicates += 1
                     continue
                 self.count += 1
-                label = alert.get("label")
-                self.by_label[label] = self.by_label.get(label, 0) + 1
+                self.by_label[alert.label] = self.by_label.get(alert.label, 0) + 1
                 self.latest.append(alert)
-                self.keys.add((alert["stream"], alert["seq"]))
+                self.keys.add((alert.stream, alert.seq))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -180,8 +180,8 @@ class View:
         if self.console_url:
             lines[1] = f" console: {self.console_url}"
         lines += [
-            f"  {a['stream']} beat {a['seq']:>4}  score/threshold {a['score_ratio']:.2f}  "
-            f"label {a.get('label')}  {a['explanation']['summary'][:70]}"
+            f"  {a.stream} beat {a.seq:>4}  score/threshold {a.score_ratio or 0:.2f}  "
+            f"label {a.label}  {a.explanation.summary[:70]}"
             for a in reversed(latest)
         ]
         print("\n".join(lines), flush=True)

@@ -139,10 +139,19 @@ class Tally:
     covered: int = 0
     delays_s: list[float] = field(default_factory=list)
 
-    def add(self, beats: AnnotatedBeats, alerts: np.ndarray, events: list[IncidentEvent]) -> None:
-        """Score one record's events against its ventricular runs."""
+    def add(
+        self, beats: AnnotatedBeats, alerts: np.ndarray | int, events: list[IncidentEvent]
+    ) -> None:
+        """Score one record's events against its ventricular runs.
+
+        Args:
+            beats: the record's reference beats.
+            alerts: its per-beat alert flags, or just their number.
+            events: its incident events, ``first_seq``/``last_seq`` being
+                indices of ``beats`` and ``event_ts_ms`` ms from its start.
+        """
         self.hours += beats.hours
-        self.alerts += int(alerts.sum())
+        self.alerts += int(np.sum(alerts))
         self.events += len(events)
         opens = {e["incident_id"]: e for e in events if e["kind"] == "open"}
         closes = {e["incident_id"]: e for e in events if e["kind"] == "close"}

@@ -14,14 +14,17 @@ import subprocess
 import threading
 import time
 
+import numpy as np
 import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
+from beatwatch.alert import Explanation, build_alert, decode_alert
 from beatwatch.cli import build_parser
 from beatwatch.clients import ensure_topics
 from beatwatch.kafka import KafkaSettings
 from beatwatch.tools.broker import free_port
+from beatwatch.wire import Beat
 from tests.support.commands import BEATWATCH, child_env, run_beatwatch
 from tests.support.paths import REPO_ROOT
 
@@ -163,12 +166,28 @@ def test_a_topic_created_while_waiting_is_read(kafka_bootstrap: str, topic_prefi
     tail.wait_for_log("does not exist yet")
     ensure_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap), {topic: 2})
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
-    producer.send(topic, orjson.dumps({"alert_id": "a-1", "stream": "p-1", "seq": 7}))
+    # Same key, same partition: the message that is not an alert comes first, is skipped.
+    producer.send(topic, key=b"p-1", value=orjson.dumps({"alert_id": "a-0", "stream": "p-1"}))
+    alert = build_alert(
+        Beat("p-1", 7, 1_000, np.zeros(3, np.float32)),
+        score=0.5,
+        threshold=0.25,
+        model_version="m-1",
+        explanation=Explanation("summary", (), ()),
+        topic="beats",
+        partition=0,
+        offset=7,
+        detected_ts_ms=2_000,
+    )
+    producer.send(topic, key=b"p-1", value=alert.encode())
     producer.flush()
     producer.close()
+    tail.wait_for_log("skipping")
     code, out = tail.finish()
     assert code == 0, "".join(tail.stderr)
-    assert [orjson.loads(line)["alert_id"] for line in out.splitlines()] == ["a-1"]
+    assert [decode_alert(line.encode()) for line in out.splitlines()] == [alert]
+    skipped = [line for line in tail.stderr if "skipping" in line]
+    assert len(skipped) == 1 and "missing field" in skipped[0], "".join(tail.stderr)
 
 
 def test_alerts_options_read_their_own_variables(monkeypatch: pytest.MonkeyPatch) -> None:

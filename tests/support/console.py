@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from kafka import KafkaProducer
 
-from beatwatch.alert import build_alert, encode_alert, explain
+from beatwatch.alert import Alert, build_alert, encode_alert, explain
 from beatwatch.artifact import Artifact
 from beatwatch.wire import Beat, encode
 from tests.support.commands import BEATWATCH, child_env
@@ -119,7 +119,7 @@ def send_alert_for(
     beat: Beat,
     *,
     model_version: str | None = None,
-) -> dict[str, Any]:
+) -> Alert:
     """Publish a beat and the alert a detector with ``artifact`` would publish for it."""
     partition, offset = send_beat(producer, beats_topic, beat)
     scores, errors = artifact.scorer().score(beat.samples[None, :])

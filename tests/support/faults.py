@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from beatwatch.alert import decode_alert
 from beatwatch.artifact import content_sha256
 from beatwatch.kafka import KafkaSettings
 from beatwatch.tools import promtext
@@ -297,8 +297,8 @@ class Accounting:
 def alert_keys(records: list[Any]) -> Counter[tuple[str, int]]:
     keys: Counter[tuple[str, int]] = Counter()
     for record in records:
-        alert = orjson.loads(record.value)
-        keys[(alert["stream"], int(alert["seq"]))] += 1
+        alert = decode_alert(record.value)
+        keys[(alert.stream, alert.seq)] += 1
     return keys
 
 

@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from beatwatch.alert import build_alert, encode_alert, encode_alerts, explain, explain_numbers
+from beatwatch.alert import (
+    build_alert,
+    decode_alert,
+    encode_alert,
+    encode_alerts,
+    explain,
+    explain_numbers,
+)
 from beatwatch.artifact import ECG5000_REGIONS
 from beatwatch.wire import Beat
 
@@ -78,6 +85,7 @@ def test_batch_alerts_equal_the_beat_by_beat_ones(
             p_value=None if p_values is None else p_values[i],
         )
         assert orjson.loads(written[i]) == orjson.loads(encode_alert(expected))
+        assert decode_alert(written[i]) == expected
 
 
 def test_top_region_is_the_first_of_the_explanation() -> None:
@@ -86,7 +94,5 @@ def test_top_region_is_the_first_of_the_explanation() -> None:
     errors[1, 100:130] = 1.0
     explained = explain_numbers(errors, ECG5000_REGIONS)
     for row in range(2):
-        assert (
-            explained.top_region(row) == explain(errors[row], ECG5000_REGIONS)["regions"][0]["name"]
-        )
+        assert explained.top_region(row) == explain(errors[row], ECG5000_REGIONS).regions[0].name
     assert explain_numbers(errors, []).top_region(0) is None

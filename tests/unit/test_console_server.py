@@ -50,14 +50,18 @@ def get(url: str) -> tuple[int, dict[str, str], bytes]:
 
 def add_alert(store: Store, stream: str, model_version: str) -> str:
     body = {
+        "alert_id": f"{stream}/3/{model_version}",
         "stream": stream,
         "seq": 3,
         "ts_ms": 1,
+        "detected_ts_ms": 2,
         "score": 0.5,
         "threshold": 0.25,
         "model_version": model_version,
+        "topic": "ecg-beats",
         "partition": 0,
         "offset": 3,
+        "explanation": {"summary": "", "worst_ranges": [], "regions": []},
     }
     row = parse_alert(orjson.dumps(body))
     store.add_alert(row)

@@ -79,9 +79,9 @@ def test_stream_ids_are_synthetic():
 def test_worst_ranges_find_the_bump():
     error = np.zeros(140)
     error[30:40] = 1.0
-    worst = explain(error, [])["worst_ranges"][0]
-    assert worst["start"] <= 31 and worst["end"] >= 39
-    assert worst["error_share"] == 1.0
+    worst = explain(error, []).worst_ranges[0]
+    assert worst.start <= 31 and worst.end >= 39
+    assert worst.error_share == 1.0
 
 
 def test_batch_explanation_equals_one_at_a_time():
@@ -91,8 +91,8 @@ def test_batch_explanation_equals_one_at_a_time():
     assert explain_batch(errors, regions) == [explain(row, regions) for row in errors]
     smoothed = np.convolve(errors[0], np.ones(5) / 5, mode="same")
     hot = smoothed >= np.quantile(smoothed, 0.9)
-    first = explain(errors[0], regions)["worst_ranges"]
-    assert all(hot[r["start"] : r["end"]].all() for r in first)
+    first = explain(errors[0], regions).worst_ranges
+    assert all(hot[r.start : r.end].all() for r in first)
 
 
 def test_explanation_names_the_region_with_most_error():
@@ -101,9 +101,9 @@ def test_explanation_names_the_region_with_most_error():
     error[60:70] = 0.5
     regions = [{"name": "QRS", "start": 0, "end": 15}, {"name": "T", "start": 50, "end": 95}]
     result = explain(error, regions)
-    assert result["regions"][0]["name"] == "QRS"
-    assert result["regions"][0]["error_share"] == pytest.approx(30 / 35, abs=1e-3)
-    assert "QRS" in result["summary"]
+    assert result.regions[0].name == "QRS"
+    assert result.regions[0].error_share == pytest.approx(30 / 35, abs=1e-3)
+    assert "QRS" in result.summary
 
 
 def test_batch_histogram_matches_prometheus_semantics(registry):

@@ -180,7 +180,7 @@ class Rescorer:
             "threshold": scorer.threshold,
             "p_value": None if p_values is None else float(p_values[0]),
             "model_version": artifact.model_version,
-            "summary": explanation["summary"],
+            "summary": explanation.summary,
         }
 
     def strip(

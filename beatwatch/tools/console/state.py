@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from beatwatch.alert import Alert, AlertFormatError, decode_alert
+
 # The stream id is a message key; the beat contract caps it at this length.
 # Defaults of the store, also those of the console's options.
 DEFAULT_MAX_STREAMS = 1000
@@ -56,6 +58,34 @@ class AlertRow:
     partition: int
     offset: int
     summary: str
+
+    @classmethod
+    def of(cls, alert: Alert) -> AlertRow:
+        """The row of ``alert``, its identifiers within the console's bounds.
+
+        Raises:
+            BadMessage: the stream id or another identifier is too long (or empty).
+        """
+        if len(alert.stream) > MAX_STREAM_CHARS:
+            raise BadMessage(f"stream id longer than {MAX_STREAM_CHARS} characters")
+        for name in ("alert_id", "model_version", "topic"):
+            if not 0 < len(getattr(alert, name)) <= MAX_ID_CHARS:
+                raise BadMessage(f"field {name!r} empty or longer than {MAX_ID_CHARS} characters")
+        return cls(
+            alert_id=alert.alert_id,
+            stream=alert.stream,
+            seq=alert.seq,
+            ts_ms=alert.ts_ms,
+            detected_ts_ms=alert.detected_ts_ms,
+            score=alert.score,
+            threshold=alert.threshold,
+            p_value=alert.p_value,
+            model_version=alert.model_version,
+            topic=alert.topic,
+            partition=alert.partition,
+            offset=alert.offset,
+            summary=alert.explanation.summary[:MAX_TEXT_CHARS],
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The row as the page receives it."""
@@ -125,33 +155,17 @@ def _stream(body: dict[str, Any]) -> str:
 
 
 def parse_alert(value: bytes | None) -> AlertRow:
-    """Check an alert message and keep what the console shows.
+    """Check an alert message (``beatwatch.alert.decode_alert``) and keep what the console shows.
 
     Raises:
-        BadMessage: not JSON, not an object, or a required field missing or mistyped.
+        BadMessage: not an alert (the reason names the field), or an identifier
+            longer than the console holds.
     """
-    body = _object(value)
-    stream = _stream(body)
-    seq = _field(body, "seq", (int,))
-    model_version = str(_identifier(body, "model_version"))
-    explanation = body.get("explanation")
-    summary = explanation.get("summary") if isinstance(explanation, dict) else None
-    alert_id = _identifier(body, "alert_id", optional=True)
-    return AlertRow(
-        alert_id=alert_id or f"{stream}/{seq}/{model_version}",
-        stream=stream,
-        seq=int(seq),
-        ts_ms=int(_field(body, "ts_ms", (int,))),
-        detected_ts_ms=_field(body, "detected_ts_ms", (int,), optional=True),
-        score=float(_field(body, "score", (int, float))),
-        threshold=float(_field(body, "threshold", (int, float))),
-        p_value=_field(body, "p_value", (int, float), optional=True),
-        model_version=model_version,
-        topic=_identifier(body, "topic", optional=True),
-        partition=int(_field(body, "partition", (int,))),
-        offset=int(_field(body, "offset", (int,))),
-        summary=str(summary)[:MAX_TEXT_CHARS] if isinstance(summary, str) else "",
-    )
+    try:
+        alert = decode_alert(value or b"")
+    except AlertFormatError as exc:
+        raise BadMessage(str(exc)) from None
+    return AlertRow.of(alert)
 
 
 def parse_incident(value: bytes | None) -> IncidentEvent:
