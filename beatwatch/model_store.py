@@ -186,7 +186,7 @@ def publish(source: str | Path, root: str | Path, *, switch: bool = True) -> Art
     """
     source, root = Path(source), Path(root)
     artifact = load_artifact(source)
-    if "content_sha256" not in artifact.config:
+    if artifact.config.content_sha256 is None:
         raise ArtifactError(
             f"{source}: made before content checksums (no content_sha256); train it again "
             "to publish it"

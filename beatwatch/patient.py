@@ -228,8 +228,14 @@ class StreamScorer:
 
     @classmethod
     def from_artifact(cls, artifact: Any) -> StreamScorer:
-        """Build from a loaded artifact with a ``"patient"`` section (loads the Keras model)."""
-        rules = PatientRules.from_dict(artifact.config["patient"])
+        """Build from a loaded artifact with a ``"patient"`` section (loads the Keras model).
+
+        Raises:
+            ValueError: the artifact records no patient rules.
+        """
+        rules = artifact.config.patient
+        if not isinstance(rules, PatientRules):
+            raise ValueError("the artifact records no patient rules")
         model = artifact.keras_model()
 
         def reconstruct(scaled: np.ndarray) -> np.ndarray:

@@ -41,7 +41,6 @@ from beatwatch.clients.client import next_offsets
 from beatwatch.errors import ArtifactError
 from beatwatch.explanation import explain_numbers
 from beatwatch.patient import KIND_NAMES, StreamBeats, StreamScorer, stream_beats
-from beatwatch.segmentation import Segmentation
 from detector.batch import (
     UNSCORABLE,
     BatchOutcome,
@@ -102,14 +101,14 @@ def patient_scoring(artifact: Artifact) -> PatientScoring | None:
         ArtifactError: invalid patient rules, or a segmentation that does not cut
             beats of the model's input length (one line).
     """
-    if not isinstance(artifact.config.get("patient"), dict):
+    if artifact.config.patient is None:
         return None
-    seg = artifact.config.get("segmentation")
+    seg = artifact.config.segmentation
     try:
         scorer = StreamScorer.from_artifact(artifact)
-        if isinstance(seg, dict) and Segmentation.from_dict(seg).n_values != artifact.input_length:
+        if seg is not None and seg.n_values != artifact.input_length:
             raise ValueError(
-                f"segmentation cuts {Segmentation.from_dict(seg).n_values} values per beat, "
+                f"segmentation cuts {seg.n_values} values per beat, "
                 f"the model takes {artifact.input_length}"
             )
     except (KeyError, TypeError, ValueError) as exc:

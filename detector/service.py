@@ -276,7 +276,8 @@ class Detector:
             {"model_version": artifact.model_version, "input_length": str(artifact.input_length)}
         )
         self.metrics.model_threshold.set(artifact.threshold)
-        calibration = np.asarray(artifact.config.get("calibration", {}).get("errors") or [])
+        calibration = artifact.config.calibration_errors()
+        calibration = np.asarray([] if calibration is None else calibration)
         self.metrics.model_calibration_error_ratio.set_errors(calibration, artifact.threshold)
         self.metrics.score_drift.set_reference(calibration)
 

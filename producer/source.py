@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from beatwatch.errors import ConfigError
+from beatwatch.artifact_config import SplitRows
+from beatwatch.errors import ArtifactError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,14 @@ def artifact_rows(spec: str) -> np.ndarray:
     path = Path(directory) / "artifact.json"
     try:
         config = json.loads(path.read_text())
-        rows = config["data"]["rows"][split]
+        recorded = SplitRows.from_json(config["data"]["rows"], str(path)).to_json()
     except FileNotFoundError:
         raise ConfigError(f"--rows-from: no artifact at {path}") from None
-    except (KeyError, TypeError, json.JSONDecodeError):
-        raise ConfigError(f"--rows-from: {path} records no '{split}' rows") from None
-    return np.array(rows, dtype=np.int64)
+    except (KeyError, TypeError, json.JSONDecodeError, ArtifactError):
+        recorded = {}
+    if split not in recorded:
+        raise ConfigError(f"--rows-from: {path} records no '{split}' rows")
+    return np.array(recorded[split], dtype=np.int64)
 
 
 def load_source(

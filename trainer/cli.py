@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from beatwatch import __version__
-from beatwatch.artifact import ECG5000_REGIONS, check_artifact_target, save_artifact
+from beatwatch.artifact import check_artifact_target, save_artifact
+from beatwatch.artifact_config import (
+    ECG5000_REGION_SPANS,
+    ArtifactConfig,
+    DataRecord,
+    Evaluation,
+    Preprocessing,
+    Threshold,
+)
 from beatwatch.data import (
     ECG5000_SHA256,
     Dataset,
@@ -259,40 +267,39 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("models") / name
     check_artifact_target(out)  # before training, not after
     outcome = train(dataset, config)
-    record: dict[str, Any] = {
-        "name": name,
-        "command": canonical_command(args, config, out),
-        "command_line": shlex.join(sys.argv),
-        "package_version": __version__,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "preprocessing": outcome.scaling.to_config(),
-        "loss": config.loss,
-        "alert_rule": "score > threshold",
-        "threshold": {
-            "rule": config.threshold_rule,
-            "params": config.threshold_params,
-            "value": outcome.threshold,
-        },
-        "calibration": calibration_record(outcome),
-        "data": {
-            "source": dataset.source,
-            "sha256": dataset.sha256,
-            "label_column": args.label_column if args.data is not None else -1,
-            "normal_label": args.normal_label if args.data is not None else 1.0,
-            "rows": outcome.split.to_json(),
-        },
-        "training": {
+    record = ArtifactConfig(
+        name=name,
+        command=canonical_command(args, config, out),
+        command_line=shlex.join(sys.argv),
+        package_version=__version__,
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        preprocessing=Preprocessing.of(outcome.scaling),
+        loss=config.loss,
+        alert_rule="score > threshold",
+        threshold=Threshold(
+            rule=config.threshold_rule,
+            params=config.threshold_params,
+            value=outcome.threshold,
+        ),
+        calibration=calibration_record(outcome),
+        data=DataRecord(
+            source=dataset.source,
+            sha256=dataset.sha256,
+            label_column=args.label_column if args.data is not None else -1,
+            normal_label=args.normal_label if args.data is not None else 1.0,
+            rows=outcome.split.rows(),
+        ),
+        training={
             **config.to_json(),
             "epochs_run": outcome.fitted.epochs_run,
             "best_epoch": outcome.fitted.best_epoch,
             "train_seconds": round(outcome.train_seconds, 2),
             "history": outcome.fitted.history,
         },
-        "evaluation": outcome.metrics,
-        "regions": ECG5000_REGIONS if dataset.sha256 == ECG5000_SHA256 else [],
-    }
+        evaluation=Evaluation.from_json(outcome.metrics, "the trainer's metrics"),
+        regions=ECG5000_REGION_SPANS if dataset.sha256 == ECG5000_SHA256 else (),
+    )
     artifact = save_artifact(out, outcome.fitted.model, record, name)
-    record["model_version"] = artifact.model_version
     print(f"wrote {out} ({artifact.model_version})")
     if args.report:
         from trainer.report import write_report

@@ -22,14 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from beatwatch.artifact import CONFIG_FILE, SHIPPED_MODEL_DIR, Artifact, load_artifact
+from beatwatch.artifact import SHIPPED_MODEL_DIR, Artifact, load_artifact
+from beatwatch.artifact_config import HEADLINE_METRICS, DataRecord, Evaluation
 from beatwatch.data import Dataset, attach_ecg5000_classes, load_csv, load_ecg5000
 from beatwatch.errors import ArtifactError, ConfigError, DataError
 from beatwatch.settings import add_flag, add_option
 from trainer.metrics import detection_metrics
 from trainer.outputs import check_file, write_text
 
-HEADLINE = ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "false_alarm_rate")
+HEADLINE = HEADLINE_METRICS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,13 +116,13 @@ def evaluate_artifact(model_dir: str | Path, dataset: Dataset) -> dict[str, Any]
     """
     artifact = load_artifact(model_dir)
     data = recorded_data(artifact)
-    if dataset.sha256 != data.get("sha256"):
+    if dataset.sha256 != data.sha256:
         raise DataError(
             f"{dataset.source}: sha256 {dataset.sha256[:12]}... is not the training data's "
-            f"({str(data.get('sha256'))[:12]}...; it was {data.get('source', 'not recorded')}); "
+            f"({str(data.sha256)[:12]}...; it was {data.source or 'not recorded'}); "
             "--all-rows scores every row of another labelled CSV"
         )
-    rows = _test_rows(model_dir, data)
+    rows = np.asarray(data.test_rows() or (), np.int64)
     if len(rows) == 0 or rows.max() >= len(dataset.x):
         raise ArtifactError(f"{model_dir}: no usable test rows recorded")
     scores, _ = artifact.scorer().score(dataset.x[rows])
@@ -133,40 +134,20 @@ def evaluate_artifact(model_dir: str | Path, dataset: Dataset) -> dict[str, Any]
     )
 
 
-def recorded_data(artifact: Artifact) -> dict[str, Any]:
-    """The artifact's ``data`` section, its label settings checked.
-
-    Raises:
-        ArtifactError: ``data`` is not an object, or its label settings are of the wrong type.
-    """
-    data = artifact.config.get("data", {})
-    where = f"{artifact.path / CONFIG_FILE}"
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{where}: data must be an object")
-    label_column = data.get("label_column", -1)
-    if isinstance(label_column, bool) or not isinstance(label_column, (int, str)):
-        raise ArtifactError(f"{where}: data.label_column must be an index or a name")
-    normal_label = data.get("normal_label", 1.0)
-    if isinstance(normal_label, bool) or not isinstance(normal_label, (int, float)):
-        raise ArtifactError(f"{where}: data.normal_label must be a number")
-    return data
+def recorded_data(artifact: Artifact) -> DataRecord:
+    """The artifact's ``data`` section (checked by load; empty when not recorded)."""
+    return artifact.config.data or DataRecord()
 
 
-def _test_rows(model_dir: str | Path, data: dict[str, Any]) -> np.ndarray:
-    rows = data.get("rows", {})
-    test = rows.get("test", []) if isinstance(rows, dict) else None
-    if not isinstance(test, list) or not all(
-        isinstance(row, int) and not isinstance(row, bool) and row >= 0 for row in test
-    ):
-        raise ArtifactError(f"{model_dir}: rows.test must be a list of row numbers")
-    return np.asarray(test, np.int64)
+def _undefined(value: float | None) -> bool:
+    # An undefined metric (no abnormal test rows) is stored as null and read as NaN.
+    return value is None or math.isnan(value)
 
 
-def _same(before: Any, after: float) -> bool:
-    # An undefined metric (no abnormal test rows) is stored as null and computed as NaN.
-    if before is None or (isinstance(before, float) and math.isnan(before)):
+def _same(before: float | None, after: float) -> bool:
+    if _undefined(before):
         return math.isnan(after)
-    return isinstance(before, (int, float)) and math.isclose(before, after, abs_tol=1e-9)
+    return math.isclose(float(before or 0.0), after, abs_tol=1e-9)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -193,11 +174,10 @@ def main(args: argparse.Namespace) -> int:
     if args.label_column is not None or args.normal_label is not None:
         raise ConfigError("--label-column and --normal-label go with --all-rows")
     artifact = load_artifact(args.model or SHIPPED_MODEL_DIR)
-    recorded = artifact.config.get("evaluation", {})
-    if not isinstance(recorded, dict):
-        raise ArtifactError(f"{artifact.path / CONFIG_FILE}: evaluation must be an object")
+    recorded = artifact.config.evaluation or Evaluation()
     data = recorded_data(artifact)
-    label_column, normal_label = data.get("label_column", -1), float(data.get("normal_label", 1))
+    label_column = -1 if data.label_column is None else data.label_column
+    normal_label = 1.0 if data.normal_label is None else float(data.normal_label)
     if args.data is None:
         dataset = load_ecg5000()
         if (str(label_column), normal_label) != ("-1", 1.0):
@@ -213,10 +193,10 @@ def main(args: argparse.Namespace) -> int:
     print(f"{artifact.model_version} on {dataset.source}: {metrics['n']} test rows")
     same = True
     for key in HEADLINE:
-        before = recorded.get(key)
+        before = recorded.metric(key)
         match = _same(before, metrics[key])
         same = same and match
-        was = "undefined" if before is None else f"{before:.4f}"
+        was = "undefined" if _undefined(before) else f"{before:.4f}"
         shown = f" (recorded {was}{'' if match else ', DIFFERS'})"
         print(f"{key:>16} {metrics[key]:.4f}{shown}")
     print(f"{'confusion':>16} {json.dumps(metrics['confusion'])}")
@@ -235,12 +215,12 @@ def _main_all_rows(args: argparse.Namespace) -> int:
         raise ConfigError("--all-rows needs --data CSV")
     artifact = load_artifact(args.model or SHIPPED_MODEL_DIR)
     data = recorded_data(artifact)
-    label_column = data.get("label_column", -1) if args.label_column is None else args.label_column
+    recorded_label = -1 if data.label_column is None else data.label_column
+    label_column = recorded_label if args.label_column is None else args.label_column
     if isinstance(label_column, str) and label_column.lstrip("-").isdigit():
         label_column = int(label_column)
-    normal_label = (
-        float(data.get("normal_label", 1)) if args.normal_label is None else args.normal_label
-    )
+    recorded_normal = 1.0 if data.normal_label is None else float(data.normal_label)
+    normal_label = recorded_normal if args.normal_label is None else args.normal_label
     dataset = attach_ecg5000_classes(
         load_csv(args.data, label_column=label_column, normal_label=normal_label)
     )

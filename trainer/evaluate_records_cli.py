@@ -17,7 +17,6 @@ import numpy as np
 
 from beatwatch.artifact import SHIPPED_MODELS_DIR, Artifact, load_artifact
 from beatwatch.errors import ArtifactError, ConfigError
-from beatwatch.recording_beats import SEGMENTATION_KEY
 from beatwatch.segmentation import Segmentation
 from beatwatch.wire import Beat
 from trainer.ec57 import format_table
@@ -43,16 +42,13 @@ def artifact_segmentation(artifact: Artifact) -> Segmentation:
     Raises:
         ArtifactError: it records none (a model of pre-cut beats) or an invalid one.
     """
-    data = artifact.config.get(SEGMENTATION_KEY)
-    if not isinstance(data, dict):
+    seg = artifact.config.segmentation
+    if seg is None:
         raise ArtifactError(
             f"{artifact.path}: records no segmentation; records need a model of continuous "
             "ECG (--model models/mitbih)"
         )
-    try:
-        return Segmentation.from_dict(data)
-    except (TypeError, ValueError) as exc:
-        raise ArtifactError(f"{artifact.path}: invalid segmentation: {exc}") from None
+    return seg
 
 
 def stream_scoring(artifact: Artifact) -> StreamScoring:
@@ -67,7 +63,7 @@ def stream_scoring(artifact: Artifact) -> StreamScoring:
     """
     from beatwatch.patient import KIND_NAMES, StreamScorer, stream_beats
 
-    if not isinstance(artifact.config.get("patient"), dict):
+    if artifact.config.patient is None:
         raise ArtifactError(f"{artifact.path}: records no patient rules (no stream scorer)")
     try:
         scorer = StreamScorer.from_artifact(artifact)

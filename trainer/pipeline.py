@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from beatwatch.artifact_config import Calibration, SplitRows
 from beatwatch.data import Dataset
 from beatwatch.errors import ConfigError, DataError
 from beatwatch.scoring import MinMax, Scorer
@@ -39,6 +40,14 @@ class Split:
     def to_json(self) -> dict[str, list[int]]:
         """Return the row lists for ``artifact.json``."""
         return {k: getattr(self, k).tolist() for k in ("train", "calibration", "test")}
+
+    def rows(self) -> SplitRows:
+        """The ``data.rows`` section of ``artifact.json``."""
+        return SplitRows(
+            train=tuple(self.train.tolist()),
+            calibration=tuple(self.calibration.tolist()),
+            test=tuple(self.test.tolist()),
+        )
 
 
 def stratified_split(normal: np.ndarray, config: TrainConfig) -> Split:
@@ -164,11 +173,13 @@ def train(dataset: Dataset, config: TrainConfig, *, verbose: bool = True) -> Out
     )
 
 
-def calibration_record(outcome: Outcome) -> dict[str, Any]:
+def calibration_record(outcome: Outcome) -> Calibration:
     """The ``calibration`` section of ``artifact.json``."""
     source = (
         "held-out normal beats"
         if outcome.config.calibrate_on == "held-out"
         else ("the training beats themselves (course recipe)")
     )
-    return {"source": source, **calibration_stats(outcome.calibration_errors)}
+    stats = calibration_stats(outcome.calibration_errors)
+    summary = {key: stats[key] for key in ("mean", "std", "min", "p50", "p95", "p99", "max")}
+    return Calibration(errors=tuple(stats["errors"]), source=source, n=stats["n"], **summary)

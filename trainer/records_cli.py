@@ -15,10 +15,19 @@ import logging
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
 
 from beatwatch import __version__
 from beatwatch.artifact import check_artifact_target, save_artifact
+from beatwatch.artifact_config import (
+    ArtifactConfig,
+    Calibration,
+    DataRecord,
+    Evaluation,
+    Features,
+    Preprocessing,
+    Region,
+    Threshold,
+)
 from beatwatch.data import format_number
 from beatwatch.errors import ConfigError
 from beatwatch.segmentation import Segmentation
@@ -32,7 +41,7 @@ log = logging.getLogger(__name__)
 CSV_ONLY = ("loss", "scaling", "noise_std", "threshold_rule", "k", "percentile", "fpr", "compare")
 
 
-def _regions(seg: Segmentation) -> list[dict[str, Any]]:
+def _regions(seg: Segmentation) -> tuple[Region, ...]:
     """Named sample ranges of each lead, for the alerts' explanations."""
     n = seg.samples_per_lead
     r = seg.samples_before
@@ -48,8 +57,8 @@ def _regions(seg: Segmentation) -> list[dict[str, Any]]:
             ("ST-T", qrs_end, n),
         ):
             if end > start:
-                out.append({"name": f"{name} {part}", "start": base + start, "end": base + end})
-    return out
+                out.append(Region(f"{name} {part}", base + start, base + end))
+    return tuple(out)
 
 
 def canonical_command(
@@ -100,39 +109,34 @@ def main_records(args: argparse.Namespace, config: TrainConfig) -> int:
     records = [load_record_beats(args.wfdb, n, seg) for n in names]
     trained = train_records(records, seg, config, verbose=True)
     rules = trained.rules
-    record: dict[str, Any] = {
-        "name": name,
-        "command": canonical_command(args, config, names, out),
-        "command_line": shlex.join(sys.argv),
-        "package_version": __version__,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    record = ArtifactConfig(
+        name=name,
+        command=canonical_command(args, config, names, out),
+        command_line=shlex.join(sys.argv),
+        package_version=__version__,
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         # The global part of the input scaling; each stream's own lead scales
         # come first (patient.scale_beats), see beatwatch.patient.
-        "preprocessing": {
-            "kind": "minmax",
-            "scope": "global",
-            "min": [0.0],
-            "max": [rules.input_scale],
-        },
-        "loss": "mse",
-        "alert_rule": "patient-adaptive (beatwatch.patient.StreamScorer): KIND_V when score > "
+        preprocessing=Preprocessing(scope="global", min=(0.0,), max=(rules.input_scale,)),
+        loss="mse",
+        alert_rule="patient-adaptive (beatwatch.patient.StreamScorer): KIND_V when score > "
         "threshold and morphology > v_morph_min; KIND_S when premature in a regular rhythm",
-        "threshold": {"rule": "patient", "params": {}, "value": rules.v_threshold},
-        "calibration": {},
-        "segmentation": seg.to_dict(),
-        "features": {"beat": "segmentation", "rhythm": ["rr_prev_ms"]},
-        "patient": rules.to_dict(),
-        "data": {
-            "source": "wfdb",
-            "directory_name": Path(args.wfdb).name,
-            "records": names,
-            "files_sha256": {r.name: r.sha256 for r in records},
-            "beats": {r.name: len(r.samples) for r in records},
-        },
-        "training": {**config.to_json(), **trained.fit_info},
-        "evaluation": {},
-        "regions": _regions(seg),
-    }
+        threshold=Threshold(rule="patient", params={}, value=rules.v_threshold),
+        calibration=Calibration(),
+        segmentation=seg,
+        features=Features(beat="segmentation", rhythm=("rr_prev_ms",)),
+        patient=rules,
+        data=DataRecord(
+            source="wfdb",
+            directory_name=Path(args.wfdb).name,
+            records=tuple(names),
+            files_sha256={r.name: r.sha256 for r in records},
+            beats={r.name: len(r.samples) for r in records},
+        ),
+        training={**config.to_json(), **trained.fit_info},
+        evaluation=Evaluation(),
+        regions=_regions(seg),
+    )
     artifact = save_artifact(out, trained.model, record, name)
     print(f"wrote {out} ({artifact.model_version})")
     return 0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from beatwatch.artifact_config import ArtifactConfig
 from beatwatch.data import Dataset
 from trainer.metrics import pr_curve, roc_curve
 from trainer.pipeline import Outcome
@@ -16,7 +16,7 @@ EXAMPLES_PER_KIND = 2
 
 
 def write_report(
-    directory: Path, outcome: Outcome, dataset: Dataset, record: dict[str, Any]
+    directory: Path, outcome: Outcome, dataset: Dataset, record: ArtifactConfig
 ) -> None:
     """Write metrics.json, summary.md and the plots into ``directory``.
 
@@ -100,16 +100,20 @@ def write_report(
     (directory / "summary.md").write_text(summary_markdown(outcome, record), encoding="utf-8")
 
 
-def summary_markdown(outcome: Outcome, record: dict[str, Any]) -> str:
+def summary_markdown(outcome: Outcome, record: ArtifactConfig) -> str:
     """A short Markdown summary of one run."""
     m = outcome.metrics
     c = m["confusion"]
+    data = record.data
+    source = None if data is None else data.source
+    sha256 = "" if data is None or data.sha256 is None else data.sha256
+    calibrated_on = None if record.calibration is None else record.calibration.source
     lines = [
-        f"# Training report: {record.get('model_version', outcome.config.preset)}",
+        f"# Training report: {record.model_version or outcome.config.preset}",
         "",
-        f"Command: `{record.get('command', '')}`",
+        f"Command: `{record.command or ''}`",
         "",
-        f"Data: `{record['data']['source']}` (sha256 `{record['data']['sha256'][:12]}...`); "
+        f"Data: `{source}` (sha256 `{sha256[:12]}...`); "
         f"train {len(outcome.split.train)}, calibration {len(outcome.split.calibration)}, "
         f"test {len(outcome.split.test)} rows.",
         "",
@@ -119,7 +123,7 @@ def summary_markdown(outcome: Outcome, record: dict[str, Any]) -> str:
         f"{outcome.train_seconds:.1f} s.",
         "",
         f"Threshold {outcome.threshold:.6g} ({outcome.config.threshold_rule} "
-        f"{outcome.config.threshold_params}, on {record['calibration']['source']}).",
+        f"{outcome.config.threshold_params}, on {calibrated_on}).",
         "",
         "Test metrics (anomaly = positive, alert when score > threshold):",
         "",

@@ -31,10 +31,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from beatwatch.alert import Alert
 from beatwatch.artifact import CONFIG_FILE, SHIPPED_MODEL_DIR, Artifact, load_artifact
+from beatwatch.artifact_config import Evaluation
 from beatwatch.clients import ensure_topics
 from beatwatch.data import Dataset
 from beatwatch.errors import ArtifactError, ConfigError, DataError
@@ -208,19 +208,13 @@ def recorded_test_rows(artifact: Artifact) -> list[int]:
     Raises:
         ArtifactError: they are missing, empty, or not row numbers.
     """
-    data = artifact.config.get("data")
-    recorded = data.get("rows") if isinstance(data, dict) else None
-    rows = recorded.get("test") if isinstance(recorded, dict) else None
-    if not (
-        isinstance(rows, list)
-        and rows
-        and all(isinstance(row, int) and not isinstance(row, bool) and row >= 0 for row in rows)
-    ):
+    rows = None if artifact.config.data is None else artifact.config.data.test_rows()
+    if not rows:
         raise ArtifactError(
             f"{artifact.path / CONFIG_FILE}: no held-out test rows to replay "
             "(data.rows.test must be a non-empty list of row numbers)"
         )
-    return rows
+    return list(rows)
 
 
 def check_data_fits(dataset: Dataset, artifact: Artifact, rows: list[int]) -> None:
@@ -468,8 +462,13 @@ def run(args: argparse.Namespace) -> int:
         "\ncomparing with an offline scoring of the same rows by the same artifact ...", flush=True
     )
     expected = offline_alert_keys(model_dir, args.data, rows, args.streams)
-    recorded: dict[str, Any] = artifact.config.get("evaluation", {})
+    recorded = artifact.config.evaluation or Evaluation()
     return summarize(samples, alerts, labels, expected, recorded, elapsed_s, metrics_url)
+
+
+def _or_nan(metric: float | None) -> float:
+    """A recorded metric, NaN when not recorded."""
+    return float("nan") if metric is None else metric
 
 
 def summarize(
@@ -477,7 +476,7 @@ def summarize(
     alerts: LiveAlerts,
     labels: list[int],
     expected: set[tuple[str, int]],
-    recorded: dict[str, Any],
+    recorded: Evaluation,
     elapsed_s: float,
     metrics_url: str,
 ) -> int:
@@ -496,7 +495,6 @@ def summarize(
     p99 = promtext.histogram_quantile(samples, "beatwatch_end_to_end_latency_seconds", 0.99)
     match = alerts.keys == expected
     dead_letters = promtext.value(samples, "beatwatch_dead_letters_total")
-    nan = float("nan")
     print(
         "\n".join(
             [
@@ -508,9 +506,9 @@ def summarize(
                 f"  true/false positives    {true_pos} / {false_pos} of {abnormal} abnormal beats",
                 f"  live:    precision {precision:.4f}  recall {recall:.4f}  "
                 f"accuracy {accuracy:.4f}",
-                f"  trainer: precision {recorded.get('precision', nan):.4f}  "
-                f"recall {recorded.get('recall', nan):.4f}  "
-                f"accuracy {recorded.get('accuracy', nan):.4f}  (artifact.json, same rows)",
+                f"  trainer: precision {_or_nan(recorded.precision):.4f}  "
+                f"recall {_or_nan(recorded.recall):.4f}  "
+                f"accuracy {_or_nan(recorded.accuracy):.4f}  (artifact.json, same rows)",
                 f"  beat -> scored latency  p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms",
                 f"  offline scoring of the same rows: {len(expected)} alerts; live alerts "
                 + ("match exactly" if match else f"DIFFER ({len(alerts.keys ^ expected)} beats)"),

@@ -149,8 +149,9 @@ def test_live_alerts_equal_the_offline_stream_scorer(
     got, alerts = live_alerts(kafka_bootstrap, topics.alerts, len(offline.alerts))
     assert got == offline.alerts
     assert any(a["learning"] for a in alerts) and not all(a["learning"] for a in alerts)
-    v_threshold = load_artifact(MODEL).config["patient"]["v_threshold"]
-    assert all(a["threshold"] == v_threshold for a in alerts)
+    rules = load_artifact(MODEL).config.patient
+    assert rules is not None
+    assert all(a["threshold"] == rules.v_threshold for a in alerts)
 
 
 def send(bootstrap: str, topic: str, beats: list[Beat]) -> None:

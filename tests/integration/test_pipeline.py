@@ -45,9 +45,10 @@ def validator(name: str) -> Draft202012Validator:
 @pytest.fixture(scope="module")
 def test_rows() -> ReplaySource:
     """The first 400 held-out test rows the shipped artifact records."""
-    rows = np.array(json.loads((MODEL_DIR / "artifact.json").read_text())["data"]["rows"]["test"])[
-        :400
-    ]
+    data = load_artifact(MODEL_DIR).config.data
+    test = None if data is None else data.test_rows()
+    assert test
+    rows = np.array(test[:400])
     dataset = load_ecg5000()
     return ReplaySource(dataset.x[rows], dataset.normal[rows].astype(np.int64), rows)
 

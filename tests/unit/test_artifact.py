@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import itertools
 import json
+import math
 import os
 import re
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,16 @@ from beatwatch.artifact import (
     content_sha256,
     load_artifact,
     save_artifact,
+)
+from beatwatch.artifact_config import (
+    ArtifactConfig,
+    Calibration,
+    DataRecord,
+    Evaluation,
+    Preprocessing,
+    Region,
+    SplitRows,
+    Threshold,
 )
 from beatwatch.data import sha256_bytes
 from beatwatch.errors import ArtifactError
@@ -45,15 +57,15 @@ def tiny_model(lambda_layer: bool = False) -> Any:
     return keras.Sequential(layers)
 
 
-def record(scaling: MinMax, loss: str = "mse") -> dict[str, Any]:
-    return {
-        "preprocessing": scaling.to_config(),
-        "loss": loss,
-        "threshold": {"rule": "percentile", "params": {"q": 90.0}, "value": 0.05},
-        "calibration": {"errors": [0.01, 0.02, 0.03, 0.04]},
-        "data": {"sha256": "x", "rows": {"train": [0], "calibration": [1], "test": [2]}},
-        "regions": [{"name": "all", "start": 0, "end": LENGTH}],
-    }
+def record(scaling: MinMax, loss: str = "mse") -> ArtifactConfig:
+    return ArtifactConfig(
+        preprocessing=Preprocessing.of(scaling),
+        loss=loss,
+        threshold=Threshold(rule="percentile", params={"q": 90.0}, value=0.05),
+        calibration=Calibration(errors=(0.01, 0.02, 0.03, 0.04)),
+        data=DataRecord(sha256="x", rows=SplitRows(train=(0,), calibration=(1,), test=(2,))),
+        regions=(Region("all", 0, LENGTH),),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +97,7 @@ def test_round_trip_scores_match_reference(saved: Path, beats: np.ndarray) -> No
     artifact = load_artifact(saved)
     digest = content_sha256(saved / "model.keras", artifact.config)
     assert artifact.model_version == f"tiny-{digest[:12]}"
-    assert artifact.config["content_sha256"] == digest
+    assert artifact.config.content_sha256 == digest
     assert artifact.input_length == LENGTH and artifact.threshold == 0.05
     assert artifact.regions == [{"name": "all", "start": 0, "end": LENGTH}]
     scorer = artifact.scorer()
@@ -131,12 +143,12 @@ def test_version_is_what_the_model_computes_not_when_it_was_saved(
 ) -> None:
     first = load_artifact(saved)
     time.sleep(1.1)  # metadata.json in the .keras zip records the save time to the second
-    config = {**record(MinMax.fit(beats, "global")), "created_at": "another day"}
+    config = replace(record(MinMax.fit(beats, "global")), created_at="another day")
     again = save_artifact(tmp_path / "again", tiny_model(), config, "tiny")
-    assert again.config["model_sha256"] != first.config["model_sha256"]  # the file differs
+    assert again.config.model_sha256 != first.config.model_sha256  # the file differs
     assert again.model_version == first.model_version  # what it computes does not
     # A scoring field, or a weight, is part of the version.
-    config["threshold"] = {**config["threshold"], "value": 0.06}
+    config = replace(config, threshold=replace(config.threshold, value=0.06))
     other_threshold = save_artifact(tmp_path / "threshold", tiny_model(), config, "tiny")
     assert other_threshold.model_version != first.model_version
     model = tiny_model()
@@ -303,19 +315,23 @@ def test_accepts_constant_feature_and_no_calibration(saved: Path, tmp_path: Path
 def test_save_writes_strict_json_with_null_for_non_finite(
     tmp_path: Path, beats: np.ndarray
 ) -> None:
-    config = {
-        **record(MinMax.fit(beats, "global")),
-        "evaluation": {"auroc": NAN, "f1": 0.5, "curve": [INF, -INF, 1.0]},
-    }
+    config = replace(
+        record(MinMax.fit(beats, "global")),
+        evaluation=Evaluation(auroc=NAN, f1=0.5),
+        training={"history": {"loss": [INF, -INF, 1.0]}},
+    )
 
     def refuse(constant: str) -> None:
         raise AssertionError(f"artifact.json holds bare {constant}")
 
     artifact = save_artifact(tmp_path / "model", tiny_model(), config, "tiny")
     written = json.loads((tmp_path / "model" / "artifact.json").read_text(), parse_constant=refuse)
-    assert written["evaluation"] == {"auroc": None, "f1": 0.5, "curve": [None, None, 1.0]}
-    assert artifact.config["evaluation"]["auroc"] is None
-    assert config["evaluation"]["auroc"] != config["evaluation"]["auroc"]  # caller's dict untouched
+    assert written["evaluation"] == {"auroc": None, "f1": 0.5}
+    assert written["training"] == {"history": {"loss": [None, None, 1.0]}}
+    assert artifact.config.to_json()["evaluation"]["auroc"] is None
+    assert artifact.config.evaluation is not None
+    assert math.isnan(artifact.config.evaluation.auroc or 0.0)
+    assert config.training == {"history": {"loss": [INF, -INF, 1.0]}}  # caller's record untouched
 
 
 def test_check_target_accepts_absent_empty_or_artifact(
@@ -405,10 +421,10 @@ def test_refuses_lambda_layer(tmp_path: Path, beats: np.ndarray) -> None:
     target.mkdir()
     tiny_model(lambda_layer=True).save(target / "model.keras")
     config = {
+        **record(MinMax.fit(beats, "global")).to_json(),
         "format_version": 1,
         "model_version": "x",
         "input_length": LENGTH,
-        **record(MinMax.fit(beats, "global")),
         "model_sha256": sha256_bytes((target / "model.keras").read_bytes()),
     }
     (target / "artifact.json").write_text(json.dumps(config))

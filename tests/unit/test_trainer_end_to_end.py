@@ -29,7 +29,7 @@ def test_train_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     code = cli.main([*argv, "--fpr", "0.05", "--out", str(out), "--report", str(report)])
     assert code == 0
     artifact = load_artifact(out)
-    config = artifact.config
+    config = artifact.config.to_json()
     rows = config["data"]["rows"]
     train, calibration, test = (set(rows[k]) for k in ("train", "calibration", "test"))
     assert not (train & calibration) and not (train & test) and not (calibration & test)
