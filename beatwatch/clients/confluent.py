@@ -356,6 +356,9 @@ class ConfluentConsumer:
         # A connection silent this long is taken as lost: the broker would have
         # ended the session by then.
         self._silence_limit_us = options.session_timeout_ms * 1000
+        # Statistics are served only while the application polls: none for a
+        # session means the loop is stuck, and what they last said is stale.
+        self._stats_at = time.monotonic()
         # Per partition not fetched from yet: when the broker was last asked
         # whether it is empty, and the lag that answer gave (0, or unknown).
         self._empty_checked: dict[Partition, float] = {}
@@ -459,10 +462,12 @@ class ConfluentConsumer:
         except ValueError:
             return
         self._contact = contact_in_stats(stats, self._in_group, self._silence_limit_us)
+        self._stats_at = time.monotonic()
 
     def in_contact(self) -> bool:
-        """The group coordinator answers (a broker, without a group), per the last statistics."""
-        return self._contact
+        """The group coordinator answers (a broker, without a group), per recent statistics."""
+        fresh = time.monotonic() - self._stats_at < self._silence_limit_us / 1e6
+        return self._contact and fresh
 
     def _on_error(self, message: _Message) -> None:
         error = message.error()
