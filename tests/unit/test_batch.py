@@ -105,13 +105,13 @@ def test_dead_letter_keeps_original_bytes_and_names_reason_and_source():
 
 
 def test_unexpected_decode_error_is_dead_lettered_not_raised(monkeypatch):
-    import beatwatch.wire
+    import beatwatch.wire.batch
 
     def explode(*_args, **_kwargs):
         raise RuntimeError("boom")
 
     # An unknown content type skips the batch fast paths and goes through decode().
-    monkeypatch.setattr(beatwatch.wire, "decode", explode)
+    monkeypatch.setattr(beatwatch.wire.batch, "decode", explode)
     odd = FakeRecord("beats", 0, 1, b"p-1", b"x", [("content-type", b"text/odd")])
     outcome = process_batch([odd], MeanAbsScorer(), MODEL, now_ms=0)
     assert outcome.scored == 0
