@@ -11,6 +11,12 @@ oneDNN stays on: switching it off only to hide a line would cost speed.
 
 Every module that needs TensorFlow or Keras calls :func:`import_tensorflow`
 first, and only after its command has checked its inputs.
+
+Keras imports scikit-learn and matplotlib whenever they are installed, only
+for its scikit-learn wrappers and plotting helpers, which nothing here uses;
+with the training extras installed they are about 30% of the import's CPU
+time, paid by every detector start. They are hidden while Keras loads (Keras
+then leaves those helpers out) and import normally afterwards.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import re
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 
 # absl's preamble, and absl INFO lines: "I0000 00:00:1796659571.559053 14773 port.cc:153] ...".
@@ -29,8 +36,12 @@ BANNER_LINES = (
     re.compile(rb"^I\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.\-]+:\d+\] "),
 )
 
+# Optional imports of Keras that no beatwatch program needs from it.
+KERAS_EXTRAS = ("sklearn", "matplotlib")
+
 _lock = threading.Lock()
 _imported = False
+_import_s: float | None = None
 
 
 def is_banner_line(line: bytes) -> bool:
@@ -72,14 +83,40 @@ def native_stderr_filtered() -> Iterator[None]:
                 os.write(2, rest)
 
 
+@contextlib.contextmanager
+def keras_extras_hidden() -> Iterator[None]:
+    """Inside the block, importing a :data:`KERAS_EXTRAS` package not yet imported fails.
+
+    A ``None`` in ``sys.modules`` makes ``import`` raise ImportError, which
+    Keras catches for these optional packages; the entries are removed
+    afterwards, so a later ``import sklearn`` works as usual.
+    """
+    hidden = [name for name in KERAS_EXTRAS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
 def import_tensorflow() -> None:
     """Import ``tensorflow`` and ``keras`` (once per process), banner filtered out."""
-    global _imported
+    global _imported, _import_s
     with _lock:
         if _imported:
             return
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        with native_stderr_filtered():
+        started = time.monotonic()
+        with native_stderr_filtered(), keras_extras_hidden():
             import keras  # noqa: F401
             import tensorflow  # noqa: F401
+        _import_s = time.monotonic() - started
         _imported = True
+
+
+def import_seconds() -> float | None:
+    """How long this process took to import TensorFlow and Keras; None before it has."""
+    return _import_s

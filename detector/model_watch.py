@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 from beatwatch.artifact import Artifact, load_artifact
 from beatwatch.errors import ArtifactError
 from beatwatch.model_store import is_model_root, read_pointer
+from beatwatch.tensorflow_runtime import import_seconds
 from detector.batch import ModelContext
 from detector.patient_scoring import PatientScoring, patient_scoring
 
@@ -130,6 +132,7 @@ def warm_up(artifact: Artifact, max_message_bytes: int, pointer: str | None) -> 
     Raises:
         ModelRefusedError: reason ``load`` (Keras cannot load it, or scoring fails).
     """
+    started = time.monotonic()
     try:
         scorer = artifact.scorer()
         scores, _ = scorer.score(np.zeros((WARM_UP_BEATS, artifact.input_length), np.float32))
@@ -145,6 +148,13 @@ def warm_up(artifact: Artifact, max_message_bytes: int, pointer: str | None) -> 
         raise ModelRefusedError("artifact", str(exc)) from None
     if patient is not None:  # the per-stream path calls the model its own way: warm it too
         patient.scorer.reconstruct(np.zeros((WARM_UP_BEATS, artifact.input_length), np.float32))
+    # Where a start's time goes (docs/incidents.md, recovery after kill -9).
+    log.info(
+        "model %s loaded and warmed in %.2f s (this process imported TensorFlow in %.2f s)",
+        artifact.model_version,
+        time.monotonic() - started,
+        import_seconds() or 0.0,
+    )
     context = ModelContext(
         input_length=artifact.input_length,
         threshold=artifact.threshold,

@@ -15,8 +15,9 @@ import textwrap
 
 import pytest
 
+from beatwatch import tensorflow_runtime
 from beatwatch.artifact import SHIPPED_MODEL_DIR
-from beatwatch.tensorflow_runtime import is_banner_line, without_banner
+from beatwatch.tensorflow_runtime import is_banner_line, keras_extras_hidden, without_banner
 
 BANNER = (
     b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
@@ -80,3 +81,34 @@ def test_a_missing_model_is_one_line_before_tensorflow_loads() -> None:
     assert result.stderr.splitlines() == [
         "beatwatch detect: error: no artifact directory at /nonexistent"
     ]
+
+
+def test_keras_extras_are_hidden_only_inside_the_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    monkeypatch.setattr(tensorflow_runtime, "KERAS_EXTRAS", ("colorsys", "json"))
+    with keras_extras_hidden():
+        with pytest.raises(ImportError):
+            import colorsys
+        import json as already_imported  # imported before the block: untouched
+
+        assert already_imported.dumps(1) == "1"
+    import colorsys
+
+    assert colorsys.rgb_to_hsv(0, 0, 0) == (0, 0, 0.0)
+
+
+@pytest.mark.subprocess
+def test_keras_loads_without_its_training_extras_which_still_import_afterwards() -> None:
+    result = _run(
+        """
+        import sys
+        from beatwatch.tensorflow_runtime import import_seconds, import_tensorflow
+        import_tensorflow()
+        print("sklearn" in sys.modules, "matplotlib" in sys.modules, import_seconds() > 0)
+        import keras
+        import sklearn
+        print(keras.layers.Dense(2).units, sklearn.__name__)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False", "True", "2", "sklearn"]
