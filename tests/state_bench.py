@@ -18,8 +18,11 @@ Scenarios:
 
 Printed per scenario: seconds from the kill to the partitions' assignment, to
 the state rebuilt (the new owner's log) and to the last partition resumed
-(its first alert), the streams and changelog records restored, and the
-restore time the new owner measured.
+(its first alert), the streams and changelog records restored, the
+restore time the new owner measured, and the load average at the kill. For
+``restart``, also where the new process's start went (its log): TensorFlow's
+import, the model's load and warm-up, and the seconds from the kill to the
+model ready and to the broker connected.
 
 Run: ``python -m tests.state_bench --streams 1000``.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import shutil
 import signal
@@ -62,6 +66,11 @@ RESTORE_LINE = re.compile(
 )
 ASSIGNED_LINE = re.compile(r"^(\S+ \S+) INFO detector.service: partitions assigned: (.+)$")
 UP_LINE = re.compile(r"^(\S+ \S+) INFO beatwatch.exposition: metrics on ")
+MODEL_LINE = re.compile(
+    r"^(\S+ \S+) INFO detector\.\w+: model \S+ loaded and warmed in ([\d.]+) s "
+    r"\(this process imported TensorFlow in ([\d.]+) s\)"
+)
+CONNECTED_LINE = re.compile(r"^(\S+ \S+) INFO detector\.\w+: connected to ")
 
 
 def all_alert_model(target: Path) -> Path:
@@ -160,6 +169,28 @@ class Detector:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def startup_after(self, after: float) -> dict[str, float | None]:
+        """Where a start after ``after`` went: seconds from ``after`` to each logged step."""
+        found: dict[str, float | None] = {
+            "tensorflow_import_s": None,
+            "model_load_and_warm_s": None,
+            "kill_to_model_ready_s": None,
+            "kill_to_connected_s": None,
+        }
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if (match := MODEL_LINE.match(line)) and _log_time(match.group(1)) > after:
+                if found["kill_to_model_ready_s"] is None:
+                    found["kill_to_model_ready_s"] = round(_log_time(match.group(1)) - after, 2)
+                    found["model_load_and_warm_s"] = float(match.group(2))
+                    found["tensorflow_import_s"] = float(match.group(3))
+            elif (
+                (match := CONNECTED_LINE.match(line))
+                and _log_time(match.group(1)) > after
+                and found["kill_to_connected_s"] is None
+            ):
+                found["kill_to_connected_s"] = round(_log_time(match.group(1)) - after, 2)
+        return found
 
     def restores_after(self, after: float) -> tuple[float, float, float, int, int]:
         """(up at, assigned at, last restore at, streams, records) logged after ``after``."""
@@ -267,6 +298,7 @@ def scenario(name: str, args: argparse.Namespace, work: Path, model: Path) -> di
                 victim = detectors[0]
                 owned = victim.partitions()
                 killed = victim.kill()
+                load_at_kill = os.getloadavg()[0]
                 if name == "restart":
                     taker = Detector(
                         f"{name}-new", bootstrap, prefix, model, work, args.session_timeout_ms
@@ -279,6 +311,7 @@ def scenario(name: str, args: argparse.Namespace, work: Path, model: Path) -> di
                 )
                 restore_sum_s = taker.metric("beatwatch_state_restore_seconds_sum")
             up_at, assigned_at, restored_at, streams, records = taker.restores_after(killed)
+            startup = taker.startup_after(killed) if name == "restart" else {}
         finally:
             for detector in detectors:
                 detector.stop()
@@ -289,6 +322,8 @@ def scenario(name: str, args: argparse.Namespace, work: Path, model: Path) -> di
         "rate_beats_per_s": args.rate,
         "session_timeout_ms": args.session_timeout_ms,
         "partitions_taken_over": len(owned),
+        "load_average_1m_at_kill": round(load_at_kill, 2),
+        **startup,
         "kill_to_new_process_up_s": round(up_at - killed, 2) if up_at else None,
         "kill_to_assigned_s": round(assigned_at - killed, 2) if assigned_at else None,
         "kill_to_state_rebuilt_s": round(restored_at - killed, 2) if restored_at else None,
