@@ -21,7 +21,8 @@ from beatwatch.settings import (
     positive_float,
 )
 from beatwatch.signals import stop_on_signals
-from detector.service import DetectorSettings, run
+from detector.runner import run
+from detector.settings import DetectorSettings
 from detector.stream_state import add_arguments as add_state_arguments
 from detector.stream_state import rules_from_args
 

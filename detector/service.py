@@ -11,22 +11,23 @@ Features plug into the loop as :class:`BatchStep` objects (``Detector.add_step``
 a step runs between batches, sees every scored batch before its publish and
 may add messages to it, hears of commits, and of partitions assigned and about
 to be revoked.
+
+Around it: the settings (:mod:`detector.settings`), the partitions held
+(:mod:`detector.assignment`) and the process's lifetime, ``run``
+(:mod:`detector.runner`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from beatwatch.changelog import STATE_TOPIC, ChangelogReader
+from beatwatch.changelog import ChangelogReader
 from beatwatch.clients import (
     ALERT_PUBLISHER,
     ClientError,
@@ -45,37 +46,26 @@ from beatwatch.clients import (
     new_consumer,
     new_publisher,
 )
-from beatwatch.drift import DEFAULT_WINDOW_BEATS
 from beatwatch.errors import ConfigError
-from beatwatch.exposition import MetricsServer
-from beatwatch.incident import INCIDENTS_TOPIC
-from beatwatch.incident_rules import IncidentRules
-from beatwatch.kafka import (
-    ALERTS_TOPIC,
-    BEATS_TOPIC,
-    CONFLUENT_CLIENT,
-    DLQ_TOPIC,
-    FETCH_MAX_WAIT_MS,
-    KafkaSettings,
-    broker_listens,
-)
+from beatwatch.kafka import broker_listens
 from beatwatch.metrics import DetectorMetrics
+from detector.assignment import Assignment
 from detector.batch import (
     BatchOutcome,
     Outgoing,
     process_batch,
     wait_before_poll_s,
 )
-from detector.model_watch import DEFAULT_MODEL_POLL_S, LoadedModel, ModelWatcher, open_model
+from detector.model_watch import LoadedModel, ModelWatcher, open_model
 from detector.patient_scoring import StoreAccess, score_patient_batch
+
+# DetectorSettings is re-exported: callers imported it from here before detector.settings.
+from detector.settings import DetectorSettings as DetectorSettings
 from detector.steps import BatchStep
 from detector.stream_state import StateSettings, StreamStateStep
 
 log = logging.getLogger(__name__)
 
-# The longest --batch-linger-ms: a linger trades latency for CPU, and past a
-# second the trade belongs to a batch job, not a monitor.
-MAX_BATCH_LINGER_MS = 1000
 # Longest the detector waits for the broker to commit, or to close a client:
 # a broker that is gone must not hold up a stop (compose allows 10 s).
 CLOSE_TIMEOUT_S = 3.0
@@ -85,131 +75,6 @@ STOP_CHECK_INTERVAL_S = 0.5
 # belongs to a batch not yet committed (each batch is flushed before its
 # commit), which the partitions' next owner re-reads.
 STOP_DELIVERY_WAIT_S = 1.0
-
-
-@dataclass(frozen=True)
-class DetectorSettings:
-    """Everything ``run`` needs; built from flags and ``BEATWATCH_*`` variables."""
-
-    kafka: KafkaSettings
-    model_dir: Path
-    beats_topic: str = BEATS_TOPIC
-    alerts_topic: str = ALERTS_TOPIC
-    dlq_topic: str = DLQ_TOPIC
-    group_id: str = "beatwatch-detector"
-    partitions: int = 4
-    replication_factor: int = 1
-    max_batch: int = 1000
-    batch_linger_ms: int = 0
-    poll_timeout_ms: int = 100
-    session_timeout_ms: int = 10_000
-    max_poll_interval_ms: int = 300_000
-    auto_offset_reset: str = "earliest"
-    max_message_bytes: int = 64 * 1024
-    metrics_port: int = 9108
-    metrics_host: str = "0.0.0.0"
-    retry_backoff_max_s: float = 10.0
-    publish_retry_backoff_s: float = 0.5
-    fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
-    scoring_threads: int = 1
-    create_topics: bool = True
-    model_poll_s: float = DEFAULT_MODEL_POLL_S
-    drift_window_beats: int = DEFAULT_WINDOW_BEATS
-    # Per-stream state and incidents (docs/incidents.md).
-    incidents: bool = True
-    incidents_topic: str = INCIDENTS_TOPIC
-    state_topic: str = STATE_TOPIC
-    incident_rules: IncidentRules = field(default_factory=IncidentRules)
-
-    def __post_init__(self) -> None:
-        self.kafka.client_kwargs()  # a malformed address is refused here, not retried forever
-        topics = {
-            "--beats-topic": self.beats_topic,
-            "--alerts-topic": self.alerts_topic,
-            "--dlq-topic": self.dlq_topic,
-        }
-        if self.incidents:
-            topics.update(
-                {"--incidents-topic": self.incidents_topic, "--state-topic": self.state_topic}
-            )
-        if len(set(topics.values())) < len(topics):
-            # The detector would read its own alerts or dead letters as beats: a
-            # dead letter of a dead letter, forever.
-            raise ConfigError(
-                "the beats, alerts and dead-letter topics must differ, also from the incidents "
-                "and state topics: " + ", ".join(f"{flag} {name}" for flag, name in topics.items())
-            )
-        # A linger is a sleep between polls: past the poll interval the group evicts
-        # this detector, and a stop request waits for it to end.
-        limit_ms = min(MAX_BATCH_LINGER_MS, self.max_poll_interval_ms // 2)
-        if self.batch_linger_ms > limit_ms:
-            raise ConfigError(
-                f"--batch-linger-ms {self.batch_linger_ms} is over {limit_ms} ms "
-                f"(at most {MAX_BATCH_LINGER_MS} ms and half of --max-poll-interval-ms)"
-            )
-        if (
-            self.kafka.client == CONFLUENT_CLIENT
-            and self.max_poll_interval_ms < self.session_timeout_ms
-        ):
-            raise ConfigError(
-                f"--max-poll-interval-ms {self.max_poll_interval_ms} is under "
-                f"--session-timeout-ms {self.session_timeout_ms}: librdkafka "
-                "(--kafka-client confluent) needs it at least as long"
-            )
-
-    def consumer_options(self) -> ConsumerOptions:
-        """How the detector's consumer reads (the benchmark's ceilings read the same way)."""
-        return ConsumerOptions(
-            group_id=self.group_id,
-            auto_offset_reset=self.auto_offset_reset,
-            max_batch=self.max_batch,
-            session_timeout_ms=self.session_timeout_ms,
-            max_poll_interval_ms=self.max_poll_interval_ms,
-            fetch_max_wait_ms=self.fetch_max_wait_ms,
-        )
-
-
-class _Assignment:
-    """Partitions currently assigned; updated by the client's rebalance callbacks."""
-
-    def __init__(self, metrics: DetectorMetrics, steps: list[BatchStep]) -> None:
-        self.partitions: set[Partition] = set()
-        self._metrics = metrics
-        self._steps = steps
-
-    def on_revoked(self, revoked: list[Partition]) -> None:
-        # Runs inside poll(): no commit here (kafka-python raises). Nothing is
-        # pending anyway: every batch is committed before the next poll.
-        for step in self._steps:
-            step.on_revoked(revoked)
-        for tp in revoked:
-            self.partitions.discard(tp)
-            self._forget_lag(tp.partition)
-        self._publish_state()
-        log.info("partitions revoked: %s", _names(revoked))
-
-    def on_assigned(self, assigned: list[Partition]) -> None:
-        self.partitions.update(assigned)
-        self._publish_state()
-        for step in self._steps:
-            step.on_assigned(assigned)
-        log.info("partitions assigned: %s", _names(assigned))
-
-    def _publish_state(self) -> None:
-        self._metrics.assigned_partitions.set(len(self.partitions))
-
-    def clear(self) -> None:
-        """Forget every partition (the consumer closed)."""
-        self.partitions.clear()
-        self._publish_state()
-
-    def _forget_lag(self, partition: int) -> None:
-        with contextlib.suppress(KeyError):
-            self._metrics.consumer_lag.remove(str(partition))
-
-
-def _names(partitions: Iterable[Partition]) -> str:
-    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions)) or "none"
 
 
 class Detector:
@@ -240,7 +105,7 @@ class Detector:
                 interval_s=settings.model_poll_s,
             )
         self.steps: list[BatchStep] = []
-        self.assignment = _Assignment(self.metrics, self.steps)
+        self.assignment = Assignment(self.metrics, self.steps)
         # Read when scraped, like /ready: a blocked loop cannot leave it stale.
         self.metrics.ready.set_function(lambda: 1.0 if self.ready else 0.0)
         # Where a patient-adaptive model's per-stream state lives: the state step's store.
@@ -586,42 +451,3 @@ class Detector:
             self.consumer.close(CLOSE_TIMEOUT_S)
             self.consumer = None
         self.assignment.clear()
-
-
-def run(
-    settings: DetectorSettings,
-    stop: threading.Event,
-    registry: CollectorRegistry | None = None,
-) -> int:
-    """Run the detector until ``stop`` is set; the current batch always finishes.
-
-    Returns:
-        Records handled.
-    """
-    registry = registry or CollectorRegistry()
-    detector = Detector(settings, registry)
-    server = None
-    if settings.metrics_port >= 0:
-        server = MetricsServer(
-            registry,
-            settings.metrics_port,
-            host=settings.metrics_host,
-            ready=lambda: detector.ready,
-        ).start()
-    handled = 0
-    if detector.watcher is not None:
-        detector.watcher.start()
-    try:
-        if detector.connect(stop):
-            while not stop.is_set():
-                handled += detector.run_once()
-    finally:
-        if detector.watcher is not None:
-            detector.watcher.stop()
-        detector.close()
-        for step in detector.steps:
-            step.close()
-        if server is not None:
-            server.stop()
-        log.info("detector stopped after %d records", handled)
-    return handled

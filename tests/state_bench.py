@@ -64,7 +64,7 @@ RESTORE_LINE = re.compile(
     r"^(\S+ \S+) INFO detector.stream_state: state of partition (\d+) rebuilt: "
     r"(\d+) streams from (\d+) changelog records"
 )
-ASSIGNED_LINE = re.compile(r"^(\S+ \S+) INFO detector.service: partitions assigned: (.+)$")
+ASSIGNED_LINE = re.compile(r"^(\S+ \S+) INFO detector.assignment: partitions assigned: (.+)$")
 UP_LINE = re.compile(r"^(\S+ \S+) INFO beatwatch.exposition: metrics on ")
 MODEL_LINE = re.compile(
     r"^(\S+ \S+) INFO detector\.\w+: model \S+ loaded and warmed in ([\d.]+) s "

@@ -116,6 +116,7 @@ def test_r4_scale_out_to_three_and_back_to_one_while_beats_flow(
         )
     )
     assert account.lost == 0 and account.unexpected == 0
+    assert ownership.events, "the detectors' rebalance lines were recorded"
     assert not violations, violations
     assert all(count > 0 for count in scored), "each detector scored beats"
     assert sorted(split) == [1, 1, 2]

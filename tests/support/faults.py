@@ -375,14 +375,14 @@ class OwnershipLog(logging.Handler):
         return found
 
     def __enter__(self) -> OwnershipLog:
-        logger = logging.getLogger("detector.service")
+        logger = logging.getLogger("detector.assignment")
         self._level = logger.level
         logger.setLevel(logging.INFO)  # the lines are INFO; pytest's root is at WARNING
         logger.addHandler(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        logger = logging.getLogger("detector.service")
+        logger = logging.getLogger("detector.assignment")
         logger.removeHandler(self)
         logger.setLevel(self._level)
 

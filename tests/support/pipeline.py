@@ -16,7 +16,8 @@ from beatwatch.clients import ensure_topics
 from beatwatch.kafka import KafkaSettings
 from beatwatch.tools import promtext
 from beatwatch.tools.broker import free_port
-from detector.service import DetectorSettings, run
+from detector.runner import run
+from detector.settings import DetectorSettings
 from tests.support.clients import client_settings
 
 # Re-exported: the pipeline and fault tests import them from here.
