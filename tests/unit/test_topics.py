@@ -43,7 +43,7 @@ class RefusingAdmin:
 
 def test_a_refused_topic_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("kafka.admin.KafkaAdminClient", RefusingAdmin)
-    monkeypatch.setattr("beatwatch.kafka.broker_listens", lambda *_, **__: True)
+    monkeypatch.setattr("beatwatch.kafka.probe.broker_listens", lambda *_, **__: True)
     with pytest.raises(TopicCreationError) as refused:
         ensure_topics(KafkaSettings(), {"already-there": 4, "new": 4}, replication_factor=3)
     message = str(refused.value)
