@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from beatwatch.data.cache import sha256_bytes
 from beatwatch.errors import DataError
@@ -159,6 +158,10 @@ def load_csv(
     if n_columns < 2:
         raise DataError(f"{path}: rows need a label and at least one value, found 1 column")
     label_index = _resolve_label_column(path, label_column, names, n_columns)
+
+    # Imported here: pandas takes most of a second to import, and the services
+    # (which import this package for the data cache) never read a CSV.
+    import pandas as pd
 
     body = "\n".join(line for _, line in data_lines)
     read = {"header": None, "keep_default_na": False, "skipinitialspace": True}

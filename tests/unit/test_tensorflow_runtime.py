@@ -74,10 +74,11 @@ def test_a_missing_model_is_one_line_before_tensorflow_loads() -> None:
         import sys
         from beatwatch.cli import main
         code = main(["detect", "--model", "/nonexistent", "--metrics-port", "-1"])
-        print(code, "tensorflow" in sys.modules)
+        print(code, "tensorflow" in sys.modules, "pandas" in sys.modules)
         """
     )
-    assert result.stdout.split() == ["2", "False"]
+    # Neither TensorFlow nor pandas (most of a second each) before the refusal.
+    assert result.stdout.split() == ["2", "False", "False"]
     assert result.stderr.splitlines() == [
         "beatwatch detect: error: no artifact directory at /nonexistent"
     ]
