@@ -17,7 +17,7 @@ Figures, per rule set, pooled over records and seeds:
 - delay from the run's first beat to its incident's ``open`` in signal time
   (0 when the incident was already open; targets: median <= 5 s, p95 <= 10 s).
 
-Run: ``python -m beatwatch.tools.incident_eval --data ../shared/data/mitbih``.
+Run: ``python -m beatwatch.tools.incident_eval --data ~/.cache/beatwatch/mitbih``.
 """
 
 from __future__ import annotations
