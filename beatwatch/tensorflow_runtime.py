@@ -12,11 +12,12 @@ oneDNN stays on: switching it off only to hide a line would cost speed.
 Every module that needs TensorFlow or Keras calls :func:`import_tensorflow`
 first, and only after its command has checked its inputs.
 
-Keras imports scikit-learn and matplotlib whenever they are installed, only
-for its scikit-learn wrappers and plotting helpers, which nothing here uses;
-with the training extras installed they are about 30% of the import's CPU
-time, paid by every detector start. They are hidden while Keras loads (Keras
-then leaves those helpers out) and import normally afterwards.
+Keras imports scikit-learn, matplotlib and pandas whenever they are
+installed, only for its scikit-learn wrappers, plotting helpers and DataFrame
+inputs, which nothing here uses (models get NumPy arrays); with the training
+extras installed they are about a third of the import's CPU time, paid by
+every detector start. They are hidden while Keras loads (Keras then leaves
+those helpers out) and import normally afterwards.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ BANNER_LINES = (
 )
 
 # Optional imports of Keras that no beatwatch program needs from it.
-KERAS_EXTRAS = ("sklearn", "matplotlib")
+KERAS_EXTRAS = ("sklearn", "matplotlib", "pandas")
 
 _lock = threading.Lock()
 _imported = False
