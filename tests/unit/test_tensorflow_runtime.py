@@ -100,18 +100,21 @@ def test_keras_extras_are_hidden_only_inside_the_block(monkeypatch: pytest.Monke
 
 @pytest.mark.subprocess
 def test_keras_loads_without_its_training_extras_which_still_import_afterwards() -> None:
+    # scikit-learn is not a dependency (absent from the lock): it is checked
+    # only where it happens to be installed.
     result = _run(
         """
-        import sys
+        import importlib, importlib.util, sys
         from beatwatch.tensorflow_runtime import import_seconds, import_tensorflow
         import_tensorflow()
         print(*(name in sys.modules for name in ("sklearn", "matplotlib", "pandas")))
         print(import_seconds() > 0)
         import keras
-        import pandas
-        import sklearn
-        print(keras.layers.Dense(2).units, sklearn.__name__, pandas.__name__)
+        installed = [n for n in ("matplotlib", "pandas", "sklearn") if importlib.util.find_spec(n)]
+        print(keras.layers.Dense(2).units, *(importlib.import_module(n).__name__ for n in installed))
         """
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "False", "False", "True", "2", "sklearn", "pandas"]
+    words = result.stdout.split()
+    assert words[:6] == ["False", "False", "False", "True", "2", "matplotlib"]
+    assert words[6] == "pandas"
