@@ -131,7 +131,7 @@ test-fast: $(DEV)
 	$(PY) -m pytest -q -m "$(FAST)" -p no:cacheprovider
 
 bench: $(RUNTIME) data
-	$(BW) bench
+	$(BW) bench --doc docs/performance.md
 
 train: $(RUNTIME) data
 	$(BW) train --out models/ecg5000

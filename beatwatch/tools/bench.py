@@ -692,6 +692,40 @@ def machine() -> dict[str, Any]:
     }
 
 
+# The line in docs/performance.md under which ``--doc`` writes the latest run.
+LATEST_RUN_MARKER = "<!-- The latest full `beatwatch bench` run; replaced by the next one. -->"
+
+
+def with_latest_run(doc_text: str, run_text: str) -> str:
+    """``doc_text`` with the block under :data:`LATEST_RUN_MARKER` replaced by ``run_text``.
+
+    The block is the marker's paragraph and the fenced table after it: from
+    the marker to the line closing the first fence.
+
+    Raises:
+        ConfigError: the marker, or a fenced block after it, is missing.
+    """
+    start = doc_text.find(LATEST_RUN_MARKER)
+    opening = doc_text.find("\n```", start)
+    closing = doc_text.find("\n```", opening + 4)
+    if start < 0 or opening < 0 or closing < 0:
+        raise ConfigError(f"no {LATEST_RUN_MARKER!r} line followed by a fenced block")
+    end = closing + len("\n```")
+    return doc_text[:start] + LATEST_RUN_MARKER + "\n" + run_text.rstrip("\n") + doc_text[end:]
+
+
+def latest_run_text(
+    command: str, where: dict[str, Any], load_before: float, load_after: float, table: str
+) -> str:
+    """The latest-run block: the command, the machine and its load, the table."""
+    return (
+        f"`{command}`, as the benchmark printed it. Machine: {where['cores']} cores "
+        f"({where['cpu']}), Python {where['python']}; load average {load_before:.1f} "
+        f"before the run and {load_after:.1f} after it (the run itself uses both cores).\n\n"
+        f"```\n{table.rstrip()}\n```"
+    )
+
+
 CASES = ("json", "binary", "json_normal", "binary_normal")
 CASE_TITLES = {
     "json": "JSON, ECG5000 (42% alert)",
@@ -882,6 +916,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default both when confluent-kafka is installed)",
         env="BEATWATCH_BENCH_CLIENTS",
     )
+    add_option(
+        parser,
+        "--doc",
+        default="",
+        help="also write the table into this file's latest-run block "
+        "(make bench: docs/performance.md)",
+        env="BEATWATCH_BENCH_DOC",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -900,6 +942,12 @@ def main(args: argparse.Namespace) -> int:
             raise ConfigError("--clients confluent needs pip install 'beatwatch[confluent]'")
     else:
         clients = (KAFKA_PYTHON_CLIENT,) + ((CONFLUENT_CLIENT,) if confluent_available() else ())
+    doc = Path(args.doc) if args.doc else None
+    if doc is not None and args.quick:
+        raise ConfigError("--doc records a full run; a --quick run's figures mean nothing")
+    if doc is not None:  # refused before the run, not after half an hour of it
+        with_latest_run(doc.read_text() if doc.is_file() else "", "")
+    load_before = os.getloadavg()[0]
     logs = Path(tempfile.mkdtemp(prefix="beatwatch-bench-"))
     print(
         f"beatwatch bench ({'quick' if args.quick else 'full'}, clients {', '.join(clients)}); "
@@ -945,7 +993,15 @@ def main(args: argparse.Namespace) -> int:
         **bench.results,
         "ratios": ratios(bench.results),
     }
-    print(render(bench.results), flush=True)
+    table = render(bench.results)
+    print(table, flush=True)
+    if doc is not None:
+        command = "beatwatch bench" + (f" --only {args.only}" if args.only else "")
+        run_text = latest_run_text(
+            command, results["machine"], load_before, os.getloadavg()[0], table
+        )
+        doc.write_text(with_latest_run(doc.read_text(), run_text))
+        print(f"wrote the table into {doc}", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=list))

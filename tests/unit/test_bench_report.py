@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from beatwatch.tools.bench import ratios, render
+import pytest
+
+from beatwatch.errors import ConfigError
+from beatwatch.tools.bench import (
+    LATEST_RUN_MARKER,
+    latest_run_text,
+    ratios,
+    render,
+    with_latest_run,
+)
 
 LATENCY = {
     "achieved_beats_per_s": 2000.0,
@@ -62,3 +71,38 @@ def test_without_confluent_figures_the_table_is_kafka_pythons_alone() -> None:
     only = {k: v for k, v in results().items() if not k.startswith("confluent.")}
     assert "confluent" not in render(only)
     assert not any("confluent" in name for name in ratios(only))
+
+
+DOC = f"""# Performance
+
+## Latest full run
+
+{LATEST_RUN_MARKER}
+Old paragraph.
+
+```
+old table
+```
+
+Read against the targets: kept.
+"""
+
+
+def test_the_latest_run_replaces_only_its_own_block() -> None:
+    run = latest_run_text(
+        "beatwatch bench", {"cores": 2, "cpu": "AMD EPYC", "python": "3.11.7"}, 0.5, 1.8, "new"
+    )
+    written = with_latest_run(DOC, run)
+    assert "old table" not in written and "Old paragraph" not in written
+    assert "```\nnew\n```" in written
+    assert "load average 0.5 before the run and 1.8 after it" in written
+    assert written.startswith("# Performance\n\n## Latest full run\n\n" + LATEST_RUN_MARKER)
+    assert written.endswith("```\n\nRead against the targets: kept.\n")
+    assert with_latest_run(written, run) == written  # a second run replaces the first
+
+
+def test_a_document_without_the_block_is_refused() -> None:
+    with pytest.raises(ConfigError, match="followed by a fenced block"):
+        with_latest_run("# Performance\n", "new")
+    with pytest.raises(ConfigError):
+        with_latest_run(LATEST_RUN_MARKER + "\nno fence\n", "new")
