@@ -53,10 +53,9 @@ import numpy as np
 from beatwatch.incident import IncidentEvent, decode_incident
 from beatwatch.recording import read_recording
 from beatwatch.recording_beats import load_segmentation, recording_beats
-from beatwatch.tools.broker import EmbeddedBroker, free_port
 from beatwatch.tools.incident_eval import AnnotatedBeats, Tally, load_annotated
-from tests.live_replay import MODEL, wait_for_line
-from tests.support.commands import BEATWATCH, Background, child_env, run
+from tests.live_replay import MODEL, produce_records, replay_pipeline
+from tests.support.commands import BEATWATCH, child_env, run
 
 # A producer's beat and an annotated beat are the same beat within this (EC57's 150 ms).
 MATCH_MS = 150
@@ -160,57 +159,20 @@ def capture(bootstrap: list[str], args: argparse.Namespace) -> Captured:
 
 def replay(replay: Replay, args: argparse.Namespace) -> Captured:
     """One broker, one detector, the replay of ``replay.records`` and the capture."""
-    env = child_env()
-    work = replay.work
-    with EmbeddedBroker(log_path=work / "tansu.log") as broker:
-        bootstrap = ["--bootstrap-servers", broker.bootstrap_servers]
-        detector = Background(
-            "detector",
-            [
-                *BEATWATCH,
-                "detect",
-                "--model",
-                str(replay.model),
-                *bootstrap,
-                "--metrics-port",
-                str(free_port()),
-                "--session-timeout-ms",
-                "6000",
-            ],
-            work / "detector.log",
-            env=env,
+    with replay_pipeline(replay.work, replay.model, [], 180) as (bootstrap, detector):
+        started = time.monotonic()
+        annotations = ["--beats-from-annotations"] if args.beats_from_annotations else []
+        flags = ["--model", str(replay.model), "--first-seq", "0", *annotations, *bootstrap]
+        produced = produce_records(replay.work, args.wfdb, replay.records, args.speed, flags)
+        if produced.returncode != 0:
+            raise StepError(f"produce: exit {produced.returncode}\n{produced.stderr}")
+        print(
+            f"  replayed {len(replay.records)} records in {time.monotonic() - started:.0f} s"
+            f" (load average {load_avg()})",
+            flush=True,
         )
-        with detector:
-            wait_for_line(detector, "partitions assigned: ecg-beats", 180)
-            started = time.monotonic()
-            produced = run(
-                [
-                    *BEATWATCH,
-                    "produce",
-                    "--record",
-                    *[str(Path(args.wfdb) / name) for name in replay.records],
-                    "--model",
-                    str(replay.model),
-                    "--first-seq",
-                    "0",
-                    "--speed",
-                    str(args.speed),
-                    *(["--beats-from-annotations"] if args.beats_from_annotations else []),
-                    *bootstrap,
-                ],
-                timeout_s=7200,
-                env=env,
-            )
-            (work / "producer.log").write_text(produced.stdout + produced.stderr)
-            if produced.returncode != 0:
-                raise StepError(f"produce: exit {produced.returncode}\n{produced.stderr}")
-            print(
-                f"  replayed {len(replay.records)} records in {time.monotonic() - started:.0f} s"
-                f" (load average {load_avg()})",
-                flush=True,
-            )
-            captured = capture(bootstrap, args)
-            detector.check_alive()
+        captured = capture(bootstrap, args)
+        detector.check_alive()
     return captured
 
 

@@ -17,9 +17,12 @@ equal, 1 when they differ. Logs and the alerts file stay in ``--work-dir``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from beatwatch.tools.broker import EmbeddedBroker, free_port
@@ -40,68 +43,91 @@ def wait_for_line(proc: Background, text: str, timeout_s: float) -> None:
     raise AssertionError(f"{proc.name}: no {text!r} within {timeout_s} s\n{proc.tail()}")
 
 
-def replay(args: argparse.Namespace, work: Path) -> int:
-    """One broker, one detector, the replay, the capture and the comparison."""
-    env = child_env()
+@contextlib.contextmanager
+def replay_pipeline(
+    work: Path, model: Path, client_args: Sequence[str], assign_timeout_s: float
+) -> Iterator[tuple[list[str], Background]]:
+    """An embedded broker and one ``beatwatch detect`` with its partitions assigned.
+
+    Yields:
+        The ``--bootstrap-servers`` flag pair for the other commands, and the detector.
+    """
     with EmbeddedBroker(log_path=work / "tansu.log") as broker:
         bootstrap = ["--bootstrap-servers", broker.bootstrap_servers]
-        client = ["--kafka-client", args.kafka_client]
         detector = Background(
             "detector",
             [
                 *BEATWATCH,
                 "detect",
                 "--model",
-                str(args.model),
+                str(model),
                 *bootstrap,
-                *client,
+                *client_args,
                 "--metrics-port",
                 str(free_port()),
                 "--session-timeout-ms",
                 "6000",
             ],
             work / "detector.log",
-            env=env,
+            env=child_env(),
         )
         with detector:
-            wait_for_line(detector, "partitions assigned: ecg-beats", 120)
-            started = time.monotonic()
-            records = [str(Path(args.wfdb) / name) for name in args.records]
-            produced = run(
-                [
-                    *BEATWATCH,
-                    "produce",
-                    "--record",
-                    *records,
-                    "--speed",
-                    str(args.speed),
-                    "--format",
-                    args.format,
-                    *bootstrap,
-                    *client,
-                ],
-                timeout_s=7200,
-                env=env,
-            )
-            (work / "producer.log").write_text(produced.stdout + produced.stderr)
-            if produced.returncode != 0:
-                print(produced.stderr, file=sys.stderr)
-                return 2
-            print(f"replayed in {time.monotonic() - started:.1f} s", flush=True)
-            alerts = run(
-                [
-                    *BEATWATCH,
-                    "alerts",
-                    "--json",
-                    "--from-beginning",
-                    *bootstrap,
-                    "--idle-timeout-s",
-                    str(args.idle_s),
-                ],
-                timeout_s=7200,
-                env=env,
-            )
-            detector.check_alive()
+            wait_for_line(detector, "partitions assigned: ecg-beats", assign_timeout_s)
+            yield bootstrap, detector
+
+
+def produce_records(
+    work: Path, wfdb: str, names: Sequence[str], speed: float, flags: Sequence[str]
+) -> subprocess.CompletedProcess[str]:
+    """``beatwatch produce --record`` of ``names`` at ``speed``; its output in producer.log."""
+    produced = run(
+        [
+            *BEATWATCH,
+            "produce",
+            "--record",
+            *[str(Path(wfdb) / name) for name in names],
+            "--speed",
+            str(speed),
+            *flags,
+        ],
+        timeout_s=7200,
+        env=child_env(),
+    )
+    (work / "producer.log").write_text(produced.stdout + produced.stderr)
+    return produced
+
+
+def replay(args: argparse.Namespace, work: Path) -> int:
+    """One broker, one detector, the replay, the capture and the comparison."""
+    env = child_env()
+    client = ["--kafka-client", args.kafka_client]
+    with replay_pipeline(work, Path(args.model), client, 120) as (bootstrap, detector):
+        started = time.monotonic()
+        produced = produce_records(
+            work,
+            args.wfdb,
+            args.records,
+            args.speed,
+            ["--format", args.format, *bootstrap, *client],
+        )
+        if produced.returncode != 0:
+            print(produced.stderr, file=sys.stderr)
+            return 2
+        print(f"replayed in {time.monotonic() - started:.1f} s", flush=True)
+        alerts = run(
+            [
+                *BEATWATCH,
+                "alerts",
+                "--json",
+                "--from-beginning",
+                *bootstrap,
+                "--idle-timeout-s",
+                str(args.idle_s),
+            ],
+            timeout_s=7200,
+            env=env,
+        )
+        detector.check_alive()
     alerts_file = work / "live-alerts.jsonl"
     alerts_file.write_text(alerts.stdout)
     print(f"{len(alerts.stdout.splitlines())} live alerts in {alerts_file}", flush=True)
