@@ -78,14 +78,28 @@ class PatientRules:
         ref_quantile: quantile of the template beats' distances taken as reference.
         template_alpha: after learning, each beat that raises no alert moves the
             template this fraction towards its residual (slow drift); 0 freezes it.
-        rr_beats: recent RR intervals whose median is the stream's RR reference.
+        rr_beats: recent RR intervals whose median is the stream's RR reference
+            for the score's prematurity term.
+        s_rr_beats: recent RR intervals whose median is the reference of the
+            ``KIND_S`` rule (``None``: ``rr_beats``); longer than ``rr_beats`` so
+            that a sustained supraventricular run stays early against the
+            patient's own rate.
         prem_weight: weight of ``log(rr_ref / rr_prev)`` (premature beats) in the score.
         v_threshold: ``KIND_V`` alert when ``score > v_threshold`` and the
             morphology part alone exceeds ``v_morph_min`` (a premature beat of
             normal shape is supraventricular, not ventricular).
-        s_prematurity: ``KIND_S`` alert when ``rr_prev / rr_ref`` is below it.
-        irregularity_max: no ``KIND_S`` alert when the median absolute change of
-            recent RR intervals, relative to the RR reference, exceeds it.
+        v_morph_premature: the morphology floor of a ``KIND_V`` alert for a
+            premature beat (``rr_prev / rr_ref`` below ``s_prematurity``); a
+            supraventricular beat that comes early often looks a little unlike
+            the patient's normal (the previous T wave, aberrant conduction), a
+            ventricular one much more. ``None``: ``v_morph_min``.
+        s_prematurity: ``KIND_S`` alert when ``rr_prev`` over the ``s_rr_beats``
+            reference is below it.
+        irregularity_max: no ``KIND_S`` alert when the ``irregularity_quantile``
+            of the absolute changes between the last ``irregularity_beats`` RR
+            intervals, relative to their median, exceeds it (atrial fibrillation
+            is irregular beat after beat; a few premature beats among regular
+            ones move only the upper quantiles).
     """
 
     region_start: int
@@ -106,6 +120,10 @@ class PatientRules:
     v_morph_min: float = 0.0
     s_prematurity: float = 0.8
     irregularity_max: float = 0.1
+    v_morph_premature: float | None = None
+    s_rr_beats: int | None = None
+    irregularity_beats: int = 9
+    irregularity_quantile: float = 0.5
 
     def __post_init__(self) -> None:
         """Refuse rules that cannot score."""
@@ -122,8 +140,12 @@ class PatientRules:
             raise ValueError("patient rules template_alpha must be in [0, 1)")
         if self.learn_min_beats < 2 or self.learn_max_beats < self.learn_min_beats:
             raise ValueError("patient rules need 2 <= learn_min_beats <= learn_max_beats")
-        if self.rr_beats < 1:
-            raise ValueError("patient rules rr_beats must be >= 1")
+        if self.rr_beats < 1 or (self.s_rr_beats is not None and self.s_rr_beats < 1):
+            raise ValueError("patient rules rr_beats and s_rr_beats must be >= 1")
+        if self.irregularity_beats < 3 or not 0 <= self.irregularity_quantile <= 1:
+            raise ValueError(
+                "patient rules need irregularity_beats >= 3 and irregularity_quantile in [0, 1]"
+            )
         if self.n_leads < 1 or self.scale_beats < 1:
             raise ValueError("patient rules need n_leads >= 1 and scale_beats >= 1")
 
@@ -131,6 +153,16 @@ class PatientRules:
     def region_length(self) -> int:
         """Values in the scored region."""
         return self.region_end - self.region_start
+
+    @property
+    def s_reference_beats(self) -> int:
+        """RR intervals the ``KIND_S`` rule's reference is the median of."""
+        return self.rr_beats if self.s_rr_beats is None else self.s_rr_beats
+
+    @property
+    def rr_kept(self) -> int:
+        """RR intervals a stream's state keeps."""
+        return max(self.rr_beats, self.s_reference_beats, self.irregularity_beats)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for ``artifact.json``."""
@@ -364,6 +396,9 @@ class StreamScorer:
         seqs = np.asarray(beats.seq, dtype=np.int64)
         ts = np.asarray(beats.ts_ms, dtype=np.int64)
         rr_prev = np.asarray(beats.rr_prev_ms, dtype=np.float64)
+        v_floor_premature = (
+            rules.v_morph_min if rules.v_morph_premature is None else rules.v_morph_premature
+        )
         for i in range(n):
             fresh = st.last_seq is None or int(seqs[i]) > st.last_seq
             res = residuals[i]
@@ -374,9 +409,8 @@ class StreamScorer:
                 learned_s = (int(ts[i]) - st.first_ts_ms) / 1000.0
                 if learned_s >= rules.learn_s and len(st.learn_errors) >= rules.learn_min_beats:
                     st.finish_learning(rules)
-            rr_ref = st.rr_reference(rr_prev[i])
-            known = math.isfinite(rr_prev[i]) and rr_prev[i] > 0 and rr_ref > 0
-            prematurity = rr_prev[i] / rr_ref if known else 1.0
+            prematurity = st.prematurity(rr_prev[i], rules.rr_beats)
+            s_prematurity = st.prematurity(rr_prev[i], rules.s_reference_beats)
             early = rules.prem_weight * max(0.0, -math.log(max(prematurity, 1e-6)))
             if st.phase == PHASE_LEARNING:
                 learning[i] = True
@@ -387,9 +421,11 @@ class StreamScorer:
                 distance = float(np.mean(diff * diff))
                 morph = math.log(max(distance, MIN_DISTANCE) / st.reference)
             scores[i] = morph + early
-            if scores[i] > rules.v_threshold and morph > rules.v_morph_min:
+            premature = s_prematurity < rules.s_prematurity
+            v_floor = v_floor_premature if premature else rules.v_morph_min
+            if scores[i] > rules.v_threshold and morph > v_floor:
                 kind[i] = KIND_V
-            elif prematurity < rules.s_prematurity and st.irregularity() <= rules.irregularity_max:
+            elif premature and st.irregularity(rules) <= rules.irregularity_max:
                 kind[i] = KIND_S
             if fresh:
                 st.last_seq = int(seqs[i])
@@ -482,21 +518,25 @@ class _State:
         self.learn_errors = []
         self.learn_residuals = []
 
-    def rr_reference(self, rr_prev_ms: float) -> float:
+    def prematurity(self, rr_prev_ms: float, beats: int) -> float:
+        """``rr_prev`` over the median of the last ``beats`` RR intervals; 1 when unknown."""
+        if not (math.isfinite(rr_prev_ms) and rr_prev_ms > 0):
+            return 1.0
         if not self.rr_recent:
-            return rr_prev_ms if math.isfinite(rr_prev_ms) else 0.0
-        return float(np.median(self.rr_recent))
+            return 1.0
+        return rr_prev_ms / float(np.median(self.rr_recent[-beats:]))
 
-    def irregularity(self) -> float:
+    def irregularity(self, rules: PatientRules) -> float:
         if len(self.rr_recent) < 3:
             return 0.0
-        recent = np.asarray(self.rr_recent[-9:])
-        return float(np.median(np.abs(np.diff(recent))) / np.median(recent))
+        recent = np.asarray(self.rr_recent[-rules.irregularity_beats :])
+        changes = np.abs(np.diff(recent))
+        return float(np.quantile(changes, rules.irregularity_quantile) / np.median(recent))
 
     def add_rr(self, rr_prev_ms: float, rules: PatientRules) -> None:
         if math.isfinite(rr_prev_ms) and rr_prev_ms > 0:
             self.rr_recent.append(float(rr_prev_ms))
-            del self.rr_recent[: max(0, len(self.rr_recent) - rules.rr_beats)]
+            del self.rr_recent[: max(0, len(self.rr_recent) - rules.rr_kept)]
 
 
 def stream_beats(

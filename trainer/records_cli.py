@@ -120,7 +120,8 @@ def main_records(args: argparse.Namespace, config: TrainConfig) -> int:
         preprocessing=Preprocessing(scope="global", min=(0.0,), max=(rules.input_scale,)),
         loss="mse",
         alert_rule="patient-adaptive (beatwatch.patient.StreamScorer): KIND_V when score > "
-        "threshold and morphology > v_morph_min; KIND_S when premature in a regular rhythm",
+        "threshold and morphology > v_morph_min (v_morph_premature for a premature beat); "
+        "KIND_S otherwise when premature in a regular rhythm",
         threshold=Threshold(rule="patient", params={}, value=rules.v_threshold),
         calibration=Calibration(),
         segmentation=seg,

@@ -40,8 +40,12 @@ RULES_CHOSEN: dict[str, Any] = {
     "prem_weight": 4.0,
     "v_threshold": 4.0,
     "v_morph_min": 2.5,
-    "s_prematurity": 0.85,
-    "irregularity_max": 0.1,
+    "v_morph_premature": 3.0,
+    "s_rr_beats": 256,
+    "s_prematurity": 0.82,
+    "irregularity_beats": 17,
+    "irregularity_quantile": 0.3,
+    "irregularity_max": 0.07,
 }
 # Normal beats held out of fitting (early stopping, population reference).
 HOLDOUT_FRACTION = 0.1

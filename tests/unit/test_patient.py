@@ -178,6 +178,59 @@ def test_rules_and_state_are_checked() -> None:
         scorer.score_beats(stream_beats([0], [0], np.zeros((1, L + 1)), [800.0]), None)
 
 
+def test_a_premature_beat_needs_the_premature_morphology_floor_to_be_ventricular() -> None:
+    # beat 60 wide and on time, beat 75 wide and early: with a floor no beat
+    # reaches, the early one is supraventricular and the other stays ventricular
+    beats = patient("normal-a", ectopic_at=(60, 75), premature_at=(75,))
+    same_floor = StreamScorer(RULES, zero_model, L).score_beats(beats, None)
+    assert same_floor.kind[60] == KIND_V and same_floor.kind[75] == KIND_V
+    high = PatientRules.from_dict({**RULES.to_dict(), "v_morph_premature": 100.0})
+    out = StreamScorer(high, zero_model, L).score_beats(beats, None)
+    assert out.kind[60] == KIND_V and out.kind[75] == KIND_S
+    np.testing.assert_array_equal(out.scores, same_floor.scores)
+
+
+def test_a_sustained_run_stays_early_against_the_longer_s_reference() -> None:
+    # beats 60-89 at 500 ms after 800 ms: past the 16-beat reference's half,
+    # the run is its own normal; against 64 beats it stays supraventricular
+    rr = [800.0] * 60 + [500.0] * 30 + [800.0] * 30
+    beats = stream(["normal-a"] * len(rr), rr)
+    short = StreamScorer(RULES, zero_model, L).score_beats(beats, None)
+    long_rules = PatientRules.from_dict({**RULES.to_dict(), "s_rr_beats": 64})
+    long = StreamScorer(long_rules, zero_model, L).score_beats(beats, None)
+    assert (short.kind[60:69] == KIND_S).all() and (short.kind[69:] == KIND_NONE).all()
+    assert (long.kind[60:90] == KIND_S).all()
+    assert (long.kind[90:] == KIND_NONE).all()
+    # the score's own prematurity term keeps the 16-beat reference (the
+    # template drifts only with beats that raise no alert, so only up to there)
+    np.testing.assert_array_equal(long.scores[:70], short.scores[:70])
+
+
+def test_frequent_premature_beats_are_regular_rhythm_and_atrial_fibrillation_is_not() -> None:
+    # every fifth beat early with a compensatory pause: three in five RR changes
+    # are large, so the median change calls it irregular; a low quantile does not
+    rr = [800.0] * 120
+    for i in range(40, 118, 5):
+        rr[i], rr[i + 1] = 550.0, 1050.0
+    premature = np.arange(60, 118, 5)
+    beats = stream(["normal-a"] * 120, rr)
+    median_rules = PatientRules.from_dict({**RULES.to_dict(), "s_prematurity": 0.82})
+    low_rules = PatientRules.from_dict(
+        {**median_rules.to_dict(), "irregularity_beats": 17, "irregularity_quantile": 0.3}
+    )
+    by_median = StreamScorer(median_rules, zero_model, L).score_beats(beats, None)
+    by_low = StreamScorer(low_rules, zero_model, L).score_beats(beats, None)
+    assert (by_median.kind[premature] == KIND_NONE).all()
+    assert (by_low.kind[premature] == KIND_S).all()
+    others = np.setdiff1d(np.arange(60, 120), premature)
+    assert (by_low.kind[others] == KIND_NONE).all()
+    # atrial fibrillation: every interval random, no supraventricular alerts
+    rng = np.random.default_rng(3)
+    af = stream(["normal-a"] * 120, list(rng.uniform(450.0, 1100.0, 120)))
+    out = StreamScorer(low_rules, zero_model, L).score_beats(af, None)
+    assert not (out.kind[40:] == KIND_S).any()
+
+
 def test_unknown_rhythm_context_is_not_premature() -> None:
     scorer = StreamScorer(RULES, zero_model, L)
     beats = patient("normal-a")
