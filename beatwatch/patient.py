@@ -13,10 +13,12 @@ the same on every patient; a premature beat (``rr_prev`` short against the
 stream's own recent RR) adds ``prem_weight * log(rr_ref / rr_prev)``.
 
 Two kinds of alert: ``KIND_V`` when the score passes ``v_threshold`` (a beat
-unlike this patient's normal: ventricular-like), ``KIND_S`` when the beat
-looks normal but comes early (``rr_prev / rr_ref < s_prematurity``) in a
-regular rhythm (irregularity below ``irregularity_max``, so atrial
-fibrillation does not raise a flood of them). Labels are never used here.
+unlike this patient's normal: ventricular-like; an early beat must be more
+unlike it, ``v_morph_premature``), ``KIND_S`` when the beat is not ``KIND_V``
+but comes early against the stream's longer-term rate (``s_rr_beats``,
+``s_prematurity``) in a regular rhythm (irregularity below
+``irregularity_max``, so atrial fibrillation does not raise a flood of them).
+Labels are never used here.
 
 Per-stream state is a JSON-able dict (:meth:`StreamScorer.initial_state`), so it
 can live with the stream's partition and be rebuilt anywhere. It records the
@@ -88,11 +90,11 @@ class PatientRules:
         v_threshold: ``KIND_V`` alert when ``score > v_threshold`` and the
             morphology part alone exceeds ``v_morph_min`` (a premature beat of
             normal shape is supraventricular, not ventricular).
-        v_morph_premature: the morphology floor of a ``KIND_V`` alert for a
-            premature beat (``rr_prev / rr_ref`` below ``s_prematurity``); a
-            supraventricular beat that comes early often looks a little unlike
-            the patient's normal (the previous T wave, aberrant conduction), a
-            ventricular one much more. ``None``: ``v_morph_min``.
+        v_morph_premature: the morphology floor of a ``KIND_V`` alert for an
+            early beat (early as the ``KIND_S`` rule says); a supraventricular
+            beat that comes early often looks a little unlike the patient's
+            normal (the previous T wave, aberrant conduction), a ventricular
+            one much more. ``None``: ``v_morph_min``.
         s_prematurity: ``KIND_S`` alert when ``rr_prev`` over the ``s_rr_beats``
             reference is below it.
         irregularity_max: no ``KIND_S`` alert when the ``irregularity_quantile``
@@ -520,9 +522,7 @@ class _State:
 
     def prematurity(self, rr_prev_ms: float, beats: int) -> float:
         """``rr_prev`` over the median of the last ``beats`` RR intervals; 1 when unknown."""
-        if not (math.isfinite(rr_prev_ms) and rr_prev_ms > 0):
-            return 1.0
-        if not self.rr_recent:
+        if not (math.isfinite(rr_prev_ms) and rr_prev_ms > 0) or not self.rr_recent:
             return 1.0
         return rr_prev_ms / float(np.median(self.rr_recent[-beats:]))
 

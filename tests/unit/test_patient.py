@@ -171,6 +171,13 @@ def test_rules_and_state_are_checked() -> None:
         PatientRules.from_dict({**RULES.to_dict(), "surprise": 1})
     with pytest.raises(ValueError, match="region"):
         PatientRules(region_start=5, region_end=5, input_scale=1.0, population_ref=1.0)
+    for bad, match in (
+        ({"s_rr_beats": 0}, "s_rr_beats"),
+        ({"irregularity_beats": 2}, "irregularity_beats"),
+        ({"irregularity_quantile": 1.5}, "irregularity_quantile"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            PatientRules.from_dict({**RULES.to_dict(), **bad})
     scorer = StreamScorer(RULES, zero_model, L)
     with pytest.raises(ValueError, match="version"):
         scorer.score_beats(patient("normal-a", n=3), {"version": 99})
