@@ -412,7 +412,11 @@ class StreamScorer:
                 if learned_s >= rules.learn_s and len(st.learn_errors) >= rules.learn_min_beats:
                     st.finish_learning(rules)
             prematurity = st.prematurity(rr_prev[i], rules.rr_beats)
-            s_prematurity = st.prematurity(rr_prev[i], rules.s_reference_beats)
+            s_prematurity = (
+                prematurity
+                if rules.s_reference_beats == rules.rr_beats
+                else st.prematurity(rr_prev[i], rules.s_reference_beats)
+            )
             early = rules.prem_weight * max(0.0, -math.log(max(prematurity, 1e-6)))
             if st.phase == PHASE_LEARNING:
                 learning[i] = True

@@ -8,7 +8,8 @@ Encodes ``--batch`` ECG5000 beats (a random sample of the whole file: about
 - decoding and checking the records (:func:`detector.batch.decode_checked`);
 - the model call (:meth:`beatwatch.scoring.Scorer.score`);
 - explanations (:func:`beatwatch.explanation.explain_numbers`);
-- the alert messages' text (:func:`beatwatch.alert_batch.encode_alerts`);
+- the alert messages' text: the detector's alert step (explanations, text,
+  messages) less the explanations;
 - the whole ``process_batch``, and what of it the parts above do not explain
   (the scored beats' columns for per-stream state, offsets, latencies, and
   the allocator and garbage collector working harder in one larger call).
@@ -30,12 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from beatwatch.alert_batch import encode_alerts
 from beatwatch.clients.client import ConsumedRecord
 from beatwatch.data import load_ecg5000
 from beatwatch.explanation import explain_numbers
 from beatwatch.wire import Beat, encode
-from detector.batch import BatchOutcome, decode_checked, process_batch
+from detector.batch import BatchOutcome, _alerts, decode_checked, process_batch
 from detector.model_watch import open_model, warm_up
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "ecg5000"
@@ -83,30 +83,13 @@ def main() -> None:
     scores, errors = scorer.score(decoded.samples)
     over = np.flatnonzero(scores > context.threshold)
     alert_rows = over.tolist()
-    explained = explain_numbers(errors[over], context.regions)
-
-    def alert_text() -> object:
-        return encode_alerts(
-            streams=[decoded.streams[r] for r in alert_rows],
-            seqs=[decoded.seqs[r] for r in alert_rows],
-            ts_ms=decoded.ts_ms[over].tolist(),
-            labels=[decoded.labels[r] for r in alert_rows],
-            scores=scores[over].tolist(),
-            p_values=None,
-            explained=explained,
-            threshold=context.threshold,
-            model_version=context.model_version,
-            topics=["beats"] * len(alert_rows),
-            partitions=[0] * len(alert_rows),
-            offsets=alert_rows,
-            detected_ts_ms=now_ms,
-        )
 
     parts = {
         "decode and check": lambda: decode_checked(records, context, BatchOutcome(next_offsets={})),
         "model call": lambda: scorer.score(decoded.samples),
         "explanations": lambda: explain_numbers(errors[over], context.regions),
-        "alert text": alert_text,
+        # what the detector does per batch for its alerts: explanations included
+        "alerts": lambda: _alerts(records, decoded, over, scores, errors, scorer, context, now_ms),
         "process_batch, all of it": lambda: process_batch(records, scorer, context, now_ms),
     }
     n = len(records)
@@ -114,17 +97,21 @@ def main() -> None:
         f"{args.format} beats, batches of {n}, {len(alert_rows)} alerts per batch "
         f"({len(alert_rows) / n:.0%}); microseconds per beat, and per alert where it applies"
     )
-    measured: dict[str, float] = {}
-    for name, work in parts.items():
-        seconds = measured[name] = per_call_s(work, args.repeats)
+    measured = {name: per_call_s(work, args.repeats) for name, work in parts.items()}
+    alerts_s = measured.pop("alerts")
+    whole_s = measured.pop("process_batch, all of it")
+    measured["alert text"] = alerts_s - measured["explanations"]
+    measured["process_batch, all of it"] = whole_s
+    measured["rest of process_batch"] = (
+        whole_s - measured["decode and check"] - measured["model call"] - alerts_s
+    )
+    for name, seconds in measured.items():
         per_alert = (
             f"  ({seconds / len(alert_rows) * 1e6:5.1f} per alert)"
             if name in ("explanations", "alert text") and alert_rows
             else ""
         )
         print(f"  {name:<26} {seconds / n * 1e6:6.2f}{per_alert}")
-    whole = measured.pop("process_batch, all of it")
-    print(f"  {'rest of process_batch':<26} {(whole - sum(measured.values())) / n * 1e6:6.2f}")
 
 
 if __name__ == "__main__":
